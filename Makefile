@@ -1,0 +1,65 @@
+# Agent Desk. `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PORT ?= 5000
+HOST ?= 127.0.0.1
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app app
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint bench serve assets deps deps-test browser clean help
+
+help:
+	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
+	@echo "make test   - install what tests need (incl. Chromium) and run lint + the whole suite"
+	@echo "make bench  - webhook-to-board latency benchmark (prints numbers)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+deps-test: $(VENV)/.deps-test
+
+# Front-end libraries come from npm (package-lock.json) and are copied into an ignored folder.
+static/vendor/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-ws/dist/ws.js static/vendor/
+	@touch $@
+
+assets: static/vendor/.stamp
+
+# Browser tests drive Debian's Chromium (playwright is told where it is).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+run: deps assets
+	$(FLASK) db upgrade
+	$(FLASK) users demo
+	@echo "Agent Desk on http://$(HOST):$(PORT)/ (Ctrl+C stops it)"
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+lint: deps-test
+	$(BIN)/ruff check .
+
+test: deps-test assets browser lint
+	$(BIN)/python -m pytest
+
+bench: deps-test assets
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor .pytest_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Agent Desk: live calls from telephony providers on every agent's and supervisor's board.
+
+``create_app`` is the application factory; it runs its named steps in order. Everything a
+step binds lives in ``desk.extensions``. Read ``README.md`` for the picture of the data flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from desk.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the desk. ``config`` overrides the environment (tests pass a mapping)."""
+    app = Flask(
+        __name__,
+        static_folder=str(ROOT / "static"),
+        template_folder=str(ROOT / "templates"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.update(load_settings(config, instance_path=app.instance_path))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_live(app)
+    register_cli(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    level = getattr(logging, str(app.config["DESK_LOG_LEVEL"]).upper(), logging.INFO)
+    logging.getLogger("desk").setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    from desk import auth  # noqa: F401  (login loaders register on import)
+    from desk.extensions import csrf, db, htmx, hub, login_manager, sock
+
+    db.init_app(app, on_commit=hub.publish)
+    sock.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "board.login"
+    login_manager.login_message = "Log in to see the desk."
+
+    @login_manager.unauthorized_handler
+    def _unauthorized():  # type: ignore[no-untyped-def]
+        from flask import abort, redirect, request, url_for
+
+        if request.path.startswith(("/api/", "/ws")):
+            abort(401, "Log in, or send 'Authorization: Bearer <token>'.")
+        return redirect(url_for("board.login", next=request.full_path.rstrip("?")))
+
+
+def register_blueprints(app: Flask) -> None:
+    from desk.api import bp as api_bp
+    from desk.board import bp as board_bp
+    from desk.errors import register_errors
+    from desk.extensions import csrf
+    from desk.formatting import register_filters
+    from desk.webhooks import bp as webhooks_bp
+
+    csrf.exempt(webhooks_bp)  # providers authenticate with credentials, not cookies
+    app.register_blueprint(board_bp)
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_bp)
+    register_errors(app)
+    register_filters(app)
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        from desk.extensions import hub
+
+        return {"ok": True, "boards": hub.board_count(), "redis": hub.redis_ok}
+
+
+def register_live(app: Flask) -> None:
+    from desk.extensions import hub
+    from desk.live import bp as live_bp
+    from desk.live.render import render_changes, render_status
+
+    app.register_blueprint(live_bp)
+    hub.configure(
+        renderer=lambda changes: render_changes(app, changes),
+        redis_url=app.config["DESK_REDIS_URL"],
+        status_renderer=lambda: render_status(app),
+        channel=app.config["DESK_REDIS_CHANNEL"],
+    )
+
+
+def register_cli(app: Flask) -> None:
+    from desk.cli import register_cli as register
+
+    register(app)

@@ -1,0 +1,81 @@
+"""``/api/v1/calls``: live calls, call history with filters and paging, one call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import abort, jsonify, request
+from flask_login import current_user
+from sqlalchemy import or_, select
+
+from desk.api import bp
+from desk.extensions import db
+from desk.models import LIVE_STATES, Call, User
+
+MAX_LIMIT = 200
+
+
+def _when(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        abort(400, f"'{name}' must be an ISO 8601 date or time, e.g. 2026-11-22T08:00:00Z.")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        abort(400, f"'{name}' must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+@bp.get("/calls")
+def list_calls():  # type: ignore[no-untyped-def]
+    state = request.args.get("state", "live")
+    if state not in ("live", "ended", "all"):
+        abort(400, "'state' must be live, ended or all.")
+    limit = _int("limit", 50, 1, MAX_LIMIT)
+    before = _int("before", 0, 0, 2**62)
+    query = select(Call)
+    if state == "live":
+        query = query.where(Call.state.in_(LIVE_STATES))
+    elif state == "ended":
+        query = query.where(Call.state == "ended")
+    if not current_user.is_supervisor and state != "live":
+        # Agents see the whole queue live, but only their own history.
+        query = query.where(or_(Call.agent_id == current_user.id, Call.state.in_(LIVE_STATES)))
+    if provider := request.args.get("provider"):
+        query = query.where(Call.provider == provider)
+    if agent := request.args.get("agent"):
+        query = query.join(User, Call.agent_id == User.id).where(User.name == agent)
+    if number := request.args.get("number"):
+        pattern = f"%{number.strip()}%"
+        query = query.where(or_(Call.from_number.like(pattern), Call.to_number.like(pattern)))
+    if since := _when("since"):
+        query = query.where(Call.started_at >= since)
+    if until := _when("until"):
+        query = query.where(Call.started_at < until)
+    if before:
+        query = query.where(Call.id < before)
+    rows = db.session.scalars(query.order_by(Call.id.desc()).limit(limit + 1)).unique().all()
+    page, more = rows[:limit], len(rows) > limit
+    return jsonify(
+        calls=[call.to_json() for call in page],
+        next_before=page[-1].id if more and page else None,
+    )
+
+
+@bp.get("/calls/<int:call_id>")
+def get_call(call_id: int):  # type: ignore[no-untyped-def]
+    call = db.session.get(Call, call_id)
+    if call is None:
+        abort(404, f"There is no call {call_id}.")
+    if not current_user.is_supervisor and not call.is_live and call.agent_id != current_user.id:
+        abort(403, "Agents can see live calls and their own history only.")
+    return jsonify(call.to_json())

@@ -1,0 +1,36 @@
+"""``/api/v1/agents``: who is there and their presence; agents set their own."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from flask_login import current_user
+
+from desk import queries
+from desk.api import bp
+from desk.extensions import db
+from desk.models import PRESENCES, User
+from desk.presence import set_presence
+
+
+@bp.get("/agents")
+def list_agents():  # type: ignore[no-untyped-def]
+    current = queries.current_calls(db.session)
+    result = []
+    for person in queries.people(db.session):
+        data = person.to_json()
+        call = current.get(person.id)
+        data["current_call"] = call.id if call else None
+        result.append(data)
+    return jsonify(agents=result)
+
+
+@bp.put("/agents/me/presence")
+def put_presence():  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True)
+    value = body.get("presence") if isinstance(body, dict) else None
+    if value not in PRESENCES:
+        abort(400, f"Send JSON {{\"presence\": ...}} with one of: {', '.join(PRESENCES)}.")
+    set_presence(current_user.id, value)
+    me = db.session.get(User, current_user.id)
+    db.session.refresh(me)
+    return jsonify(me.to_json())

@@ -1,0 +1,151 @@
+"""Operations under ``flask --app app ...``: database migrations and user administration.
+
+``db upgrade`` applies the Alembic revisions in ``migrations/`` to ``DESK_DATABASE_URL``.
+``users create`` reads the password from standard input when it is not a terminal (for
+scripts: ``echo "$PW" | flask --app app users create ann --role agent --extension 101``),
+otherwise prompts twice. ``users token`` prints a new API token once; only its hash is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from desk.extensions import db
+from desk.models import ROLES, ApiToken, User
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+db_cli = AppGroup("db", help="Database schema.")
+users_cli = AppGroup("users", help="Agents and supervisors.")
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade_database(app: Flask) -> None:
+    """Bring the schema to the newest revision (also used by tests on PostgreSQL)."""
+    url = app.config["DESK_DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    upgrade_database(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo("Database is up to date.")
+
+
+@db_cli.command("revision")
+@click.argument("message")
+def db_revision(message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    config = alembic_config(current_app.config["DESK_DATABASE_URL"])
+    command.revision(config, message=message, autogenerate=True)
+
+
+def _password() -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.ClickException("The password must have at least 8 characters.")
+    return password
+
+
+@users_cli.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True)
+@click.option("--extension", help="The agent's phone extension, e.g. 101.")
+@click.option("--sip-peer", help="The SIP peer providers name when this agent answers.")
+def users_create(name: str, role: str, extension: str | None, sip_peer: str | None) -> None:
+    """Create a user; the password comes from standard input or a prompt."""
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise click.ClickException("NAME must be 1 to 80 characters.")
+    if extension is not None and not (extension.isdigit() and 2 <= len(extension) <= 8):
+        raise click.ClickException("--extension must be 2 to 8 digits, e.g. 101.")
+    user = User(
+        name=name, role=role, extension=extension, sip_peer=sip_peer or None, presence="offline"
+    )
+    user.set_password(_password())
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise click.ClickException(
+            f"A user named {name!r} (or with that SIP peer) exists already."
+        ) from None
+    click.echo(f"Created {role} {name}" + (f" (extension {extension})" if extension else "") + ".")
+
+
+@users_cli.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Print a new API token for NAME (shown once; keep it somewhere safe)."""
+    user = db.session.scalars(select(User).where(User.name == name)).first()
+    if user is None:
+        raise click.ClickException(f"No user named {name!r}. See: flask --app app users list")
+    row, plain = ApiToken.issue(user)
+    db.session.add(row)
+    db.session.commit()
+    click.echo(plain)
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """List users with role, extension and presence."""
+    for user in db.session.scalars(select(User).order_by(User.name)):
+        click.echo(
+            f"{user.name:20} {user.role:10} ext {user.extension or '-':6} "
+            f"{user.presence:9} {user.sip_peer or ''}"
+        )
+
+
+DEMO_USERS = (
+    ("agent", "agent", "101", "agent101@desk.demo"),
+    ("agent2", "agent", "102", "agent102@desk.demo"),
+    ("supervisor", "supervisor", "100", None),
+)
+DEMO_PASSWORD = "demo-password"
+
+
+@users_cli.command("demo")
+def users_demo() -> None:
+    """Create the demo users, in demo mode only and only when there are no users yet."""
+    if not current_app.config["DESK_DEMO"]:
+        click.echo("Not in demo mode (a provider is configured): no demo users created.")
+        return
+    if db.session.scalar(select(func.count()).select_from(User)):
+        click.echo("Users exist already; no demo users created.")
+        return
+    for name, role, extension, peer in DEMO_USERS:
+        user = User(name=name, role=role, extension=extension, sip_peer=peer, presence="offline")
+        user.set_password(DEMO_PASSWORD)
+        db.session.add(user)
+    db.session.commit()
+    names = ", ".join(name for name, *_ in DEMO_USERS)
+    click.echo(f"Demo users {names} created; password: {DEMO_PASSWORD}")
+
+
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(db_cli)
+    app.cli.add_command(users_cli)

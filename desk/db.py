@@ -1,0 +1,103 @@
+"""Database plumbing: the engine, the request-scoped session and publish-after-commit.
+
+Models live in ``desk.models``; services (``desk.calls``, the views) own transactions. This
+module only builds the engine for ``DESK_DATABASE_URL`` (SQLite gets WAL, a busy timeout and
+real SAVEPOINTs; PostgreSQL works as is) and wires the session so that whatever a transaction
+marked as changed is handed to the live hub *after* the commit succeeds — a browser never
+sees a state that was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+Changes = dict[str, set[int]]
+"""What a transaction changed, by kind: {"calls": {ids}, "agents": {ids}}."""
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    # pysqlite opens transactions lazily and breaks SAVEPOINT; take over BEGIN ourselves
+    # (SQLAlchemy's documented recipe) and make concurrent writers wait instead of failing.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings this desk relies on."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def mark_changed(session: Session, kind: str, ident: int) -> None:
+    """Remember that ``ident`` of ``kind`` changed; it is published after commit."""
+    changes: Changes = session.info.setdefault("desk_changes", {})
+    changes.setdefault(kind, set()).add(ident)
+
+
+class Database:
+    """The engine and a scoped session factory, configured by ``init_app``."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session: scoped_session[Session] = scoped_session(sessionmaker())
+        self._on_commit: Callable[[Changes], None] | None = None
+
+    def init_app(self, app: Any, on_commit: Callable[[Changes], None]) -> None:
+        self.engine = make_engine(app.config["DESK_DATABASE_URL"])
+        self.session.remove()
+        self.session.configure(bind=self.engine, expire_on_commit=False)
+        self._on_commit = on_commit
+        app.teardown_appcontext(lambda _exc: self.session.remove())
+
+    def dispose(self) -> None:
+        self.session.remove()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def publish_after_commit(self, session: Session) -> None:
+        changes: Changes = session.info.pop("desk_changes", {})
+        if changes and self._on_commit is not None:
+            self._on_commit(changes)
+
+    @contextmanager
+    def new_session(self) -> Iterator[Session]:
+        """A session outside any request (background threads, CLI)."""
+        session = Session(bind=self.engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    from desk.extensions import db
+
+    db.publish_after_commit(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    # Fires for a real rollback of the whole transaction (not for a SAVEPOINT): nothing of
+    # what it marked happened, so nothing is published.
+    session.info.pop("desk_changes", None)

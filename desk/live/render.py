@@ -1,0 +1,103 @@
+"""What boards are sent: one rendering per audience for a change, a full snapshot on connect.
+
+A call row is the same ``_call_row.html`` the page renders; in a push it carries
+``hx-swap-oob`` and ``data-section`` (where it belongs), and ``static/js/desk.js`` moves it
+there when the section changed or the row is new. See ``desk.hub`` for audiences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, render_template
+
+from desk import queries
+from desk.extensions import db, hub
+from desk.hub import Changes, Fragments
+from desk.models import Call, User
+
+
+def agent_section(call: Call, viewer_id: int | None) -> str:
+    if not call.is_live:
+        return "calls-ended"
+    return "calls-mine" if viewer_id is not None and call.agent_id == viewer_id else "calls-queue"
+
+
+def supervisor_section(call: Call) -> str:
+    return "calls-live" if call.is_live else "calls-ended"
+
+
+def _row(call: Call, section: str, own: bool = False) -> str:
+    return render_template("_call_row.html", call=call, section=section, own=own, oob=True)
+
+
+def call_fragments(call: Call) -> Fragments:
+    """The renderings of one call: for supervisors, its agent, and every other agent."""
+    fragments = [("supervisor", _row(call, supervisor_section(call)))]
+    if call.is_live and call.agent_id is not None:
+        fragments.append((f"agent:{call.agent_id}", _row(call, "calls-mine", own=True)))
+        fragments.append((f"others:{call.agent_id}", _row(call, "calls-queue")))
+    else:
+        fragments.append(("agents", _row(call, agent_section(call, None))))
+    return fragments
+
+
+def render_changes(app: Flask, changes: Changes) -> Fragments:
+    """Called by the hub's dispatcher thread, once per committed change batch.
+
+    A bare request context (no real request) lets fragments use ``url_for`` like the page.
+    """
+    with app.test_request_context(), db.new_session() as session:
+        fragments: Fragments = []
+        call_ids = changes.get("calls", set())
+        for call in queries.calls_by_id(session, call_ids):
+            fragments.extend(call_fragments(call))
+        agent_ids = changes.get("agents", set())
+        if agent_ids:
+            current = queries.current_calls(session, agent_ids)
+            for person in queries.people(session, agent_ids):
+                tile = render_template(
+                    "_agent_tile.html", person=person, call=current.get(person.id), oob=True
+                )
+                fragments.append(("supervisor", tile))
+                fragments.append(
+                    (f"agent:{person.id}", render_template("_presence.html", me=person, oob=True))
+                )
+        if call_ids:
+            counters = render_template(
+                "_counters.html", counts=queries.state_counts(session), oob=True
+            )
+            fragments.append(("supervisor", counters))
+            fragments.append(("agents", counters))
+        return fragments
+
+
+def render_status(app: Flask) -> Fragments:
+    with app.test_request_context():
+        return [("supervisor", render_template("_status.html", hub=hub, oob=True))]
+
+
+def board_context(session: Any, user: User) -> dict[str, Any]:
+    """Everything a board page (and its websocket snapshot) shows for ``user``."""
+    limit = current_app.config["DESK_ENDED_CALLS_SHOWN"]
+    live = queries.live_calls(session)
+    context: dict[str, Any] = {
+        "me": user,
+        "ended": queries.recent_ended(session, limit),
+        "counts": queries.state_counts(session),
+        "ended_shown": limit,
+        "hub": hub,
+    }
+    if user.is_supervisor:
+        context["live"] = live
+        context["agents"] = queries.people(session)
+        context["current"] = queries.current_calls(session)
+    else:
+        context["mine"] = [c for c in live if c.agent_id == user.id]
+        context["queue"] = [c for c in live if c.agent_id != user.id]
+    return context
+
+
+def render_snapshot(session: Any, user: User) -> str:
+    """Every section of ``user``'s board as out-of-band swaps: sent first on each connect."""
+    return render_template("_snapshot.html", oob=True, **board_context(session, user))

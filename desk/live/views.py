@@ -1,0 +1,71 @@
+"""``/ws``: the websocket every open board holds (htmx ws extension on the page).
+
+On every connect — first or after a reconnect — the board gets a full snapshot before any
+update, because the htmx extension never replays what it missed. Then this handler is the
+only sender on its socket: it drains the board's outbox, filled by the hub's dispatcher.
+A board the hub gave up on (too far behind, or Redis came back after an outage) is closed
+with 1012 so the extension reconnects and resyncs. Pings come from flask-sock's
+``SOCK_SERVER_OPTIONS`` (``DESK_WS_PING_INTERVAL``) so proxies do not cut idle boards.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from flask_login import current_user
+from simple_websocket import ConnectionClosed
+
+from desk.extensions import db, hub, sock
+from desk.hub import RECONNECT, Board
+from desk.live import bp
+from desk.live.render import render_snapshot
+
+log = logging.getLogger(__name__)
+
+POLL = 2.0  # seconds between checks that the peer is still there while the outbox is idle
+
+
+def _same_origin() -> bool:
+    """Refuse cross-site websocket hijacking: the Origin must be this desk's own."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True  # not a browser; the session cookie still has to be valid
+    return urlsplit(origin).netloc == request.host
+
+
+@sock.route("/ws", bp=bp)
+def ws(socket: Any) -> None:
+    if not current_user.is_authenticated:
+        socket.close(reason=1008, message="Log in first.")
+        return
+    if not _same_origin():
+        socket.close(reason=1008, message="Cross-site websocket refused.")
+        return
+    user = current_user._get_current_object()
+    board = Board(
+        user_id=user.id, role=user.role, max_queue=current_app.config["DESK_BOARD_QUEUE"]
+    )
+    hub.register(board)  # before the snapshot, so nothing committed after it is missed
+    try:
+        snapshot = render_snapshot(db.session, user)
+        db.session.remove()  # don't hold a connection for the life of the socket
+        with board.lock:
+            socket.send(snapshot)
+        while socket.connected:
+            try:
+                message = board.outbox.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            if message is RECONNECT:
+                socket.close(reason=1012, message="Reload: the board fell behind.")
+                break
+            with board.lock:
+                socket.send(message)
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.unregister(board)

@@ -1,0 +1,239 @@
+"""The desk's tables as typed SQLAlchemy 2 models.
+
+Models hold data and small derived properties only; they never commit. ``desk.calls`` owns
+the call state machine and its transaction, the views own theirs. Timestamps are stored as
+naive UTC and handed back timezone-aware (``UTCDateTime``), so SQLite and PostgreSQL agree.
+Schema changes go through Alembic revisions in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC; refuses naive input so no local time slips in."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+ROLES = ("agent", "supervisor")
+PRESENCES = ("available", "away", "wrap-up", "offline")
+STATES = ("dialling", "ringing", "talking", "ended")
+LIVE_STATES = ("dialling", "ringing", "talking")
+
+
+class User(UserMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    extension: Mapped[str | None] = mapped_column(String(16))
+    sip_peer: Mapped[str | None] = mapped_column(String(255), unique=True)
+    presence: Mapped[str] = mapped_column(String(16), default="offline")
+    presence_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role == "supervisor"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "extension": self.extension,
+            "sip_peer": self.sip_peer,
+            "presence": self.presence,
+            "presence_since": self.presence_since.isoformat(),
+        }
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: User) -> tuple[ApiToken, str]:
+        """A new token row and the plain token, which is shown once and never stored."""
+        plain = "desk_" + secrets.token_urlsafe(32)
+        return cls(user=user, token_hash=cls.hash(plain)), plain
+
+
+class Call(Base):
+    """One call as the desk knows it: the merge of every event a provider sent about it."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_call_id", name="uq_calls_provider_call"),
+        Index("ix_calls_state", "state"),
+        Index("ix_calls_started_at", "started_at"),
+        Index("ix_calls_ended_at", "ended_at"),
+        Index("ix_calls_agent_started", "agent_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_call_id: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    answered_by: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="ringing")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ringing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[int | None] = mapped_column(Integer)
+    end_cause: Mapped[str | None] = mapped_column(String(64))
+    recording_state: Mapped[str] = mapped_column(String(16), default="off")
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    agent: Mapped[User | None] = relationship(lazy="joined")
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def timer_since(self) -> datetime:
+        """What the row's ticking timer counts from: answer time when talking, else start."""
+        if self.state == "talking" and self.answered_at:
+            return self.answered_at
+        return self.ringing_at or self.started_at
+
+    @property
+    def outcome(self) -> str:
+        """How an ended call went, in the words a supervisor uses."""
+        if self.state != "ended":
+            return self.state
+        if self.end_cause in ("voicemail", "missed", "blocked", "busy", "rejected", "failed"):
+            return self.end_cause
+        return "answered" if self.answered_at or (self.duration or 0) > 0 else "missed"
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "provider_call_id": self.provider_call_id,
+            "direction": self.direction,
+            "from": self.from_number,
+            "to": self.to_number,
+            "agent": self.agent.name if self.agent else None,
+            "answered_by": self.answered_by,
+            "state": self.state,
+            "outcome": self.outcome,
+            "started_at": iso(self.started_at),
+            "ringing_at": iso(self.ringing_at),
+            "answered_at": iso(self.answered_at),
+            "ended_at": iso(self.ended_at),
+            "duration": self.duration,
+            "end_cause": self.end_cause,
+            "recording_state": self.recording_state,
+        }
+
+
+class Delivery(Base):
+    """The append-only event log: every authenticated webhook delivery exactly as received.
+
+    ``applied_key`` is the provider's dedupe key, set only on the delivery that was applied;
+    its unique index is what makes a retried delivery change nothing, even when two server
+    processes receive the retry at the same moment. Duplicates and rejected deliveries are
+    kept too (``status``), so a support person can see exactly what arrived.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_call", "provider", "provider_call_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str | None] = mapped_column(String(64))
+    provider_call_id: Mapped[str | None] = mapped_column(String(255))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16))  # applied | duplicate | rejected
+    error: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(320))
+    applied_key: Mapped[str | None] = mapped_column(String(360), unique=True)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who pressed what, when, on which call, and what the provider answered."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | error
+    provider_answer: Mapped[str | None] = mapped_column(Text)
+
+    user: Mapped[User | None] = relationship()

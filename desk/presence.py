@@ -1,0 +1,25 @@
+"""Agent presence: the one function that changes it, so every path publishes the change."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from desk.db import mark_changed
+from desk.extensions import db
+from desk.models import PRESENCES, User, utcnow
+
+
+def set_presence(user_id: int, presence: str) -> None:
+    """Store a presence and publish it to boards after the commit.
+
+    The UPDATE is the transaction's first statement, so on SQLite it takes the write lock
+    at once instead of upgrading a read lock (which can fail under concurrency).
+    """
+    if presence not in PRESENCES:
+        raise ValueError(f"unknown presence {presence!r}")
+    session = db.session
+    session.execute(
+        update(User).where(User.id == user_id).values(presence=presence, presence_since=utcnow())
+    )
+    mark_changed(session, "agents", user_id)
+    session.commit()

@@ -1,0 +1,62 @@
+"""Read-side queries shared by the pages, the websocket snapshot and the JSON API.
+
+Each returns plain model objects with what the templates need already loaded (a call's
+agent is joined), so rendering a board never issues a query per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from desk.models import LIVE_STATES, Call, User
+
+
+def live_calls(session: Session) -> Sequence[Call]:
+    return session.scalars(
+        select(Call).where(Call.state.in_(LIVE_STATES)).order_by(Call.started_at.desc(), Call.id)
+    ).unique().all()
+
+
+def recent_ended(session: Session, limit: int) -> Sequence[Call]:
+    return session.scalars(
+        select(Call).where(Call.state == "ended").order_by(Call.ended_at.desc(), Call.id.desc())
+        .limit(limit)
+    ).unique().all()
+
+
+def calls_by_id(session: Session, ids: Iterable[int]) -> Sequence[Call]:
+    ids = list(ids)
+    if not ids:
+        return []
+    return session.scalars(select(Call).where(Call.id.in_(ids)).order_by(Call.id)).unique().all()
+
+
+def people(session: Session, ids: Iterable[int] | None = None) -> Sequence[User]:
+    query = select(User).order_by(User.role, User.name)
+    if ids is not None:
+        query = query.where(User.id.in_(list(ids)))
+    return session.scalars(query).all()
+
+
+def current_calls(session: Session, agent_ids: Iterable[int] | None = None) -> dict[int, Call]:
+    """Each agent's current live call (the newest), keyed by agent id."""
+    query = select(Call).where(Call.state.in_(LIVE_STATES), Call.agent_id.is_not(None))
+    if agent_ids is not None:
+        query = query.where(Call.agent_id.in_(list(agent_ids)))
+    result: dict[int, Call] = {}
+    for call in session.scalars(query.order_by(Call.started_at)).unique():
+        result[call.agent_id] = call  # type: ignore[index]  # newest wins
+    return result
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """Live calls per state, every state present (0 when none)."""
+    rows = session.execute(
+        select(Call.state, func.count()).where(Call.state.in_(LIVE_STATES)).group_by(Call.state)
+    ).all()
+    counts = dict.fromkeys(LIVE_STATES, 0)
+    counts.update({state: n for state, n in rows})
+    return counts

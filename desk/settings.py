@@ -1,0 +1,133 @@
+"""Settings: every knob of the desk is a ``DESK_`` environment variable read here.
+
+``load_settings`` turns the environment (plus an optional mapping from tests) into the
+Flask config. Each setting is listed, with a comment, in ``.env.example`` and in README's
+configuration table; keep the three in step. Outside demo mode the desk refuses to start
+without ``DESK_SECRET_KEY``, because a guessable key lets anyone forge a session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1/0, true/false, yes/no or on/off, not {raw!r}")
+
+
+def _int(name: str, raw: Any, minimum: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+# name -> (default, kind). Kinds: "str", "flag", "int:<min>".
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "DESK_SECRET_KEY": ("", "str"),
+    "DESK_DATABASE_URL": ("", "str"),
+    "DESK_REDIS_URL": ("", "str"),
+    "DESK_REDIS_CHANNEL": ("desk:live", "str"),
+    "DESK_DEMO": ("", "str"),
+    "DESK_COOKIE_SECURE": ("auto", "str"),
+    "DESK_PLACETEL_USER": ("", "str"),
+    "DESK_PLACETEL_PASSWORD": ("", "str"),
+    "DESK_ENDED_CALLS_SHOWN": ("20", "int:1"),
+    "DESK_WS_PING_INTERVAL": ("25", "int:0"),
+    "DESK_BOARD_QUEUE": ("200", "int:10"),
+    "DESK_MAX_BODY_BYTES": ("262144", "int:1024"),
+    "DESK_LOG_LEVEL": ("INFO", "str"),
+}
+
+
+def providers_configured(config: Mapping[str, Any]) -> bool:
+    """True when at least one real provider has credentials set."""
+    return bool(config.get("DESK_PLACETEL_USER") or config.get("DESK_PLACETEL_PASSWORD"))
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    instance_path: str | os.PathLike[str] = "instance",
+) -> dict[str, Any]:
+    """Build the desk's config from the environment, with ``overrides`` taking precedence."""
+    env = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    raw: dict[str, Any] = {}
+    for name, (default, _kind) in DEFAULTS.items():
+        raw[name] = overrides.pop(name, env.get(name, default))
+
+    config: dict[str, Any] = {}
+    for name, (_default, kind) in DEFAULTS.items():
+        value = raw[name]
+        if kind.startswith("int:"):
+            config[name] = _int(name, value, int(kind.split(":", 1)[1]))
+        else:
+            config[name] = str(value).strip() if isinstance(value, str) else value
+
+    # Demo mode: explicit DESK_DEMO wins; otherwise on when no provider is configured.
+    demo_raw = config["DESK_DEMO"]
+    if demo_raw in ("", None):
+        config["DESK_DEMO"] = not providers_configured(config)
+    else:
+        config["DESK_DEMO"] = _flag("DESK_DEMO", demo_raw)
+
+    testing = bool(overrides.get("TESTING"))
+    if not config["DESK_SECRET_KEY"]:
+        if not (config["DESK_DEMO"] or testing):
+            raise SettingsError(
+                "DESK_SECRET_KEY is required outside demo mode. Generate one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'` and set it in "
+                "the environment (see .env.example)."
+            )
+        config["DESK_SECRET_KEY"] = "demo-only-insecure-key"
+
+    if not config["DESK_DATABASE_URL"]:
+        path = Path(instance_path).resolve() / "desk.sqlite3"
+        config["DESK_DATABASE_URL"] = f"sqlite:///{path}"
+
+    secure = str(config["DESK_COOKIE_SECURE"]).lower()
+    config["DESK_COOKIE_SECURE"] = (
+        not config["DESK_DEMO"] if secure == "auto" else _flag("DESK_COOKIE_SECURE", secure)
+    )
+
+    if bool(config["DESK_PLACETEL_USER"]) != bool(config["DESK_PLACETEL_PASSWORD"]):
+        raise SettingsError(
+            "Set both DESK_PLACETEL_USER and DESK_PLACETEL_PASSWORD (they are the Basic auth "
+            "credentials you put into the URL in Placetel's portal), or neither."
+        )
+
+    # Flask's own names, derived from ours.
+    config.update(
+        SECRET_KEY=config["DESK_SECRET_KEY"],
+        MAX_CONTENT_LENGTH=config["DESK_MAX_BODY_BYTES"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config["DESK_COOKIE_SECURE"],
+        REMEMBER_COOKIE_SECURE=config["DESK_COOKIE_SECURE"],
+        SOCK_SERVER_OPTIONS={"ping_interval": config["DESK_WS_PING_INTERVAL"] or None},
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    config.update(overrides)  # anything else a test or embedder passes (TESTING, ...)
+    return config

@@ -1,0 +1,78 @@
+/* Agent Desk in the browser: live indicator, row placement, ticking timers, error toasts.
+ *
+ * Rows arrive over the websocket as out-of-band swaps carrying data-section (the list
+ * they belong in). htmx replaces a row that exists in place; this file moves a replaced
+ * row to its new list when its section changed, and inserts rows htmx had no target for. */
+(function () {
+  "use strict";
+
+  function place(row) {
+    if (!row || !row.dataset || !row.dataset.section) return;
+    var list = document.getElementById(row.dataset.section);
+    if (!list) return;
+    if (row.parentElement !== list) list.prepend(row);
+  }
+
+  document.addEventListener("htmx:oobErrorNoTarget", function (event) {
+    var row = event.detail.content;
+    if (row && row.dataset && row.dataset.section && document.getElementById(row.dataset.section)) {
+      place(row);
+      if (window.htmx) window.htmx.process(row);
+      tick();
+    }
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    place(event.target);
+    tick();
+  });
+
+  // Live / reconnecting indicator, from the htmx ws extension's events.
+  function status(state, text) {
+    var el = document.getElementById("live-status");
+    if (!el) return;
+    el.className = "live-status live-status--" + state;
+    el.textContent = text;
+    document.body.dataset.live = state;
+  }
+  document.addEventListener("htmx:wsOpen", function () { status("live", "live"); });
+  document.addEventListener("htmx:wsClose", function () { status("reconnecting", "reconnecting…"); });
+  document.addEventListener("htmx:wsError", function () { status("reconnecting", "reconnecting…"); });
+  document.addEventListener("htmx:wsAfterMessage", function () { tick(); });
+
+  // Timers tick in the browser: every <time data-since> shows the time since it.
+  function format(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    var ss = (s < 10 ? "0" : "") + s;
+    if (h > 0) return h + ":" + (m < 10 ? "0" : "") + m + ":" + ss;
+    return m + ":" + ss;
+  }
+  function tick() {
+    var now = Date.now();
+    var nodes = document.querySelectorAll("time[data-since]");
+    for (var i = 0; i < nodes.length; i++) {
+      var since = Date.parse(nodes[i].dataset.since);
+      if (!isNaN(since)) nodes[i].textContent = format((now - since) / 1000);
+    }
+  }
+  setInterval(tick, 1000);
+  document.addEventListener("DOMContentLoaded", tick);
+
+  // A failed htmx request shows the server's message instead of doing nothing.
+  document.addEventListener("htmx:responseError", function (event) {
+    var toast = document.getElementById("toast");
+    if (!toast) return;
+    var xhr = event.detail.xhr;
+    toast.textContent = (xhr && xhr.responseText && xhr.responseText.length < 300)
+      ? xhr.responseText : "That did not work (" + (xhr ? xhr.status : "network") + "). Try again.";
+    toast.hidden = false;
+    clearTimeout(toast._timer);
+    toast._timer = setTimeout(function () { toast.hidden = true; }, 6000);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    var toast = document.getElementById("toast");
+    if (!toast) return;
+    toast.textContent = "The desk cannot be reached. Check the connection and try again.";
+    toast.hidden = false;
+  });
+})();
