@@ -13,6 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
 	@echo "make test   - install what tests need (incl. Chromium) and run lint + the whole suite"
+	@echo "make serve  - the production server (gunicorn + gevent) with your DESK_ settings"
 	@echo "make bench  - webhook-to-board latency benchmark (prints numbers)"
 
 $(BIN)/python:
@@ -51,6 +52,12 @@ run: deps assets
 	$(FLASK) users demo
 	@echo "Agent Desk on http://$(HOST):$(PORT)/ (Ctrl+C stops it)"
 	$(FLASK) run --host $(HOST) --port $(PORT)
+
+# The production server (README, "Production deployment"), against your DESK_ environment.
+serve: deps assets
+	$(FLASK) db upgrade
+	$(BIN)/gunicorn -k gevent -w $${WORKERS:-2} --worker-connections 5000 \
+		-b $(HOST):$(PORT) --graceful-timeout 10 app:app
 
 lint: deps-test
 	$(BIN)/ruff check .

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from desk.db import mark_changed
 from desk.events import STATE_FOR_KIND, STATE_RANK, CallEvent, Parsed
@@ -94,7 +94,8 @@ def _call_for(session: Session, event: CallEvent) -> Call:
     call = session.scalars(
         select(Call)
         .where(Call.provider == event.provider, Call.provider_call_id == event.provider_call_id)
-        .with_for_update()
+        .options(lazyload(Call.agent))  # PostgreSQL can't lock the nullable side of a join
+        .with_for_update(of=Call)
     ).first()
     if call is None:
         # No state yet: ``merge`` decides it from the event, as for any other event.

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers (never assertions on time)."""

@@ -1,0 +1,89 @@
+"""A person's view, in headless Chromium: log in, watch a call ring and end without reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser import chromium
+from tests.conftest import PASSWORD
+from tests.servers import LiveServer, desk_env, prepare
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    path: Path = tmp_path_factory.mktemp("browser") / "desk.sqlite3"
+    env = desk_env(f"sqlite:///{path}")
+    prepare(env, PASSWORD)
+    live = LiveServer(env)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def log_in(page: Page, server: LiveServer, name: str) -> None:
+    page.goto(server.url + "/")
+    expect(page).to_have_url(server.url + "/login?next=/")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#live-status")).to_have_text("live")
+
+
+def test_call_appears_rings_is_answered_and_moves_to_ended(page: Page, server: LiveServer) -> None:
+    log_in(page, server, "ann")
+    row = page.locator("#calls-queue .call")
+    expect(row).to_have_count(0)
+
+    server.placetel(event="IncomingCall", call_id="br-1", **{"from": "022129191999"}, to="0221")
+    expect(row).to_have_count(1)
+    expect(row.first).to_contain_text("Ringing")
+    expect(row.first).to_contain_text("022129191999")
+    expect(page.locator("#counters")).to_contain_text("1 ringing")
+
+    server.placetel(event="CallAccepted", call_id="br-1", peer="777ann@fpbx.de")
+    mine = page.locator("#calls-mine .call")
+    expect(mine).to_have_count(1)  # moved from the queue to "My calls"
+    expect(mine.first).to_contain_text("Talking")
+    expect(row).to_have_count(0)
+    timer = mine.first.locator(".call__timer")
+    expect(timer).not_to_have_text("0:00", timeout=4000)  # ticks in the browser
+
+    server.placetel(event="HungUp", call_id="br-1", type="accepted", duration="75")
+    ended = page.locator("#calls-ended .call")
+    expect(ended).to_have_count(1)
+    expect(ended.first).to_contain_text("1:15")
+    expect(mine).to_have_count(0)
+    expect(page.locator("#calls-mine")).to_be_empty()
+
+
+def test_presence_switch_reaches_the_supervisor_board(
+    page: Page, browser: Browser, server: LiveServer
+) -> None:
+    log_in(page, server, "bob")
+    supervisor = browser.new_context().new_page()
+    log_in(supervisor, server, "sue")
+    tile = supervisor.locator("#agent-2")
+    expect(tile).to_contain_text("available")
+    page.get_by_label("Your presence").select_option("away")
+    expect(tile).to_contain_text("away")
+    supervisor.context.close()
