@@ -191,3 +191,37 @@ def record_rejected(
                 kind=kind[:64] if kind else None, call_ref=call_ref[:255] if call_ref else None,
             )
         )
+
+
+def start_outbound(
+    session: Session,
+    *,
+    provider: str,
+    provider_call_id: str,
+    agent_id: int | None,
+    from_number: str | None,
+    to_number: str,
+    outbound_id: str | None = None,
+) -> Call | None:
+    """Create the row for a call the desk is about to place, in state "dialling".
+
+    Returns None when a call with that provider id exists already (a double submit, or a
+    reference used before): the caller must not place the call again. Commits, so the row
+    is on every board before the provider is even asked.
+    """
+    call = Call(
+        provider=provider, provider_call_id=provider_call_id, direction="outbound",
+        from_number=from_number, to_number=to_number, agent_id=agent_id, state="dialling",
+        started_at=utcnow(), outbound_id=outbound_id, version=1, provider_facts={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(call)
+    except IntegrityError:
+        session.rollback()
+        return None
+    mark_changed(session, "calls", call.id)
+    if agent_id:
+        mark_changed(session, "agents", agent_id)
+    session.commit()
+    return call

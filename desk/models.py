@@ -15,6 +15,8 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -68,6 +70,7 @@ class User(UserMixin, Base):
     role: Mapped[str] = mapped_column(String(16), default="agent")
     extension: Mapped[str | None] = mapped_column(String(16))
     sip_peer: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stringee_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     presence: Mapped[str] = mapped_column(String(16), default="offline")
     presence_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -89,6 +92,7 @@ class User(UserMixin, Base):
             "role": self.role,
             "extension": self.extension,
             "sip_peer": self.sip_peer,
+            "stringee_user_id": self.stringee_user_id,
             "presence": self.presence,
             "presence_since": self.presence_since.isoformat(),
         }
@@ -146,6 +150,20 @@ class Call(Base):
     duration: Mapped[int | None] = mapped_column(Integer)
     end_cause: Mapped[str | None] = mapped_column(String(64))
     recording_state: Mapped[str] = mapped_column(String(16), default="off")
+    recording_file_name: Mapped[str | None] = mapped_column(String(1000))
+    recording_error: Mapped[str | None] = mapped_column(Text)
+    outbound_id: Mapped[str | None] = mapped_column(String(64))
+    # What an agent pressed that the provider has not confirmed yet ("hangup", "split",
+    # "record", "stop-record"), and the last refusal to show inline on the row.
+    pending_action: Mapped[str | None] = mapped_column(String(32))
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    action_error: Mapped[str | None] = mapped_column(Text)
+    transfer_to: Mapped[str | None] = mapped_column(String(255))
+    # Provider-specific facts the desk needs to act on the call later (mediaservice replyId,
+    # connectionId, ...). Updated with dict.update, never replaced.
+    provider_facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    caller_participant_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    callee_participant_id: Mapped[str | None] = mapped_column(String(255), index=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -193,6 +211,10 @@ class Call(Base):
             "duration": self.duration,
             "end_cause": self.end_cause,
             "recording_state": self.recording_state,
+            "recording_error": self.recording_error,
+            "outbound_id": self.outbound_id,
+            "pending_action": self.pending_action,
+            "action_error": self.action_error,
         }
 
 
@@ -237,3 +259,36 @@ class AuditEntry(Base):
     provider_answer: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User | None] = relationship()
+
+
+class Alert(Base):
+    """Something a supervisor must see: a provider alarm, a notification the desk could not
+    read. Kept until acknowledged; the raw delivery stays in the event log."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
+class RoutingConfig(Base):
+    """The inbound routing rules supervisors edit: one row, the rules as a JSON document
+    (validated by ``desk.routing.Rules`` before it is stored)."""
+
+    __tablename__ = "routing_config"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)

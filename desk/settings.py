@@ -53,6 +53,18 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_COOKIE_SECURE": ("auto", "str"),
     "DESK_PLACETEL_USER": ("", "str"),
     "DESK_PLACETEL_PASSWORD": ("", "str"),
+    "DESK_TELEFORGE_URL": ("", "str"),
+    "DESK_TELEFORGE_VERSION": ("3.3", "str"),
+    "DESK_TELEFORGE_REDIS_URL": ("", "str"),
+    "DESK_TELEFORGE_LIST": ("teleforge:notifications", "str"),
+    "DESK_TELEFORGE_CALLER_IDS": ("", "str"),
+    "DESK_TELEFORGE_LISTEN": ("1", "str"),
+    "DESK_MEDIASERVICE_URL": ("", "str"),
+    "DESK_MEDIASERVICE_DOMAIN": ("", "str"),
+    "DESK_MEDIASERVICE_KEY_FILE": ("", "str"),
+    "DESK_MEDIASERVICE_CALLBACK_KEY_FILE": ("", "str"),
+    "DESK_STRINGEE_TOKEN": ("", "str"),
+    "DESK_PROVIDER_TIMEOUT": ("5", "float"),
     "DESK_ENDED_CALLS_SHOWN": ("20", "int:1"),
     "DESK_WS_PING_INTERVAL": ("25", "int:0"),
     "DESK_BOARD_QUEUE": ("200", "int:10"),
@@ -61,9 +73,25 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
 }
 
 
+PROVIDER_SETTINGS = (
+    "DESK_PLACETEL_USER", "DESK_PLACETEL_PASSWORD", "DESK_TELEFORGE_URL",
+    "DESK_MEDIASERVICE_URL", "DESK_STRINGEE_TOKEN",
+)
+
+
 def providers_configured(config: Mapping[str, Any]) -> bool:
-    """True when at least one real provider has credentials set."""
-    return bool(config.get("DESK_PLACETEL_USER") or config.get("DESK_PLACETEL_PASSWORD"))
+    """True when at least one real provider is configured (then demo mode is off)."""
+    return any(config.get(name) for name in PROVIDER_SETTINGS)
+
+
+def _float(name: str, raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= 120:
+        raise SettingsError(f"{name} must be more than 0 and at most 120 seconds, not {value}")
+    return value
 
 
 def load_settings(
@@ -83,6 +111,8 @@ def load_settings(
         value = raw[name]
         if kind.startswith("int:"):
             config[name] = _int(name, value, int(kind.split(":", 1)[1]))
+        elif kind == "float":
+            config[name] = _float(name, value)
         else:
             config[name] = str(value).strip() if isinstance(value, str) else value
 
@@ -116,6 +146,18 @@ def load_settings(
         raise SettingsError(
             "Set both DESK_PLACETEL_USER and DESK_PLACETEL_PASSWORD (they are the Basic auth "
             "credentials you put into the URL in Placetel's portal), or neither."
+        )
+
+    listen = config["DESK_TELEFORGE_LISTEN"]
+    config["DESK_TELEFORGE_LISTEN"] = _flag("DESK_TELEFORGE_LISTEN", listen)
+    config["DESK_TELEFORGE_CALLER_IDS"] = [
+        part.strip() for part in str(config["DESK_TELEFORGE_CALLER_IDS"]).split(",")
+        if part.strip()
+    ]
+    if config["DESK_MEDIASERVICE_URL"] and not config["DESK_MEDIASERVICE_DOMAIN"]:
+        raise SettingsError(
+            "DESK_MEDIASERVICE_DOMAIN is required with DESK_MEDIASERVICE_URL "
+            "(it looks like customer47.prod-eu-north-1.iotcomms.io)."
         )
 
     # Flask's own names, derived from ours.

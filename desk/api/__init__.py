@@ -2,29 +2,20 @@
 
 Authenticated by the session (writes then need the CSRF token in ``X-CSRFToken``) or by
 ``Authorization: Bearer <token>`` (no CSRF: no cookie is involved). Errors are JSON.
+Every module in this package is a group of routes with its ``PATHS`` (its part of the
+OpenAPI document); they are imported here, so adding a module adds its routes.
 """
 
-from flask import Blueprint, abort
-from flask_login import current_user
+import importlib
+import pkgutil
+from types import ModuleType
 
-from desk.auth import via_bearer
-from desk.extensions import csrf
+from desk.api.blueprint import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
+MODULES: list[ModuleType] = [
+    importlib.import_module(f"{__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+    if info.name != "blueprint"
+]
 
-
-@bp.before_request
-def _authenticate() -> None:
-    from flask import request
-
-    if request.endpoint == "api.openapi":
-        return
-    if not current_user.is_authenticated:
-        abort(401, "Log in, or send 'Authorization: Bearer <token>' "
-                   "(create one with: flask --app app users token NAME).")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not via_bearer():
-        csrf.protect()
-
-
-from desk.api import calls, openapi, people  # noqa: E402,F401  (routes register on import)
+__all__ = ["MODULES", "bp"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import abort, jsonify, request
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from desk.api import bp
+from desk.api.blueprint import bp
+from desk.api.openapi import ERROR, param
 from desk.extensions import db
 from desk.models import LIVE_STATES, Call, User
 
@@ -79,3 +81,56 @@ def get_call(call_id: int):  # type: ignore[no-untyped-def]
     if not current_user.is_supervisor and not call.is_live and call.agent_id != current_user.id:
         abort(403, "Agents can see live calls and their own history only.")
     return jsonify(call.to_json())
+
+
+PATHS: dict[str, Any] = {
+    "/calls": {
+        "get": {
+            "summary": "Live calls, or call history with filters",
+            "description": "Newest first. Agents see every live call but only their own "
+            "ended calls. Page with `before` = the previous page's `next_before`.",
+            "parameters": [
+                param("state", "live (default), ended or all",
+                       {"type": "string", "enum": ["live", "ended", "all"]}),
+                param("provider", "only this provider", {"type": "string"}),
+                param("agent", "only calls of the agent with this name", {"type": "string"}),
+                param("number", "calling or called number contains this",
+                       {"type": "string"}),
+                param("since", "started at or after (ISO 8601)",
+                       {"type": "string", "format": "date-time"}),
+                param("until", "started before (ISO 8601)",
+                       {"type": "string", "format": "date-time"}),
+                param("limit", "page size, 1 to 200 (default 50)",
+                       {"type": "integer", "minimum": 1, "maximum": 200}),
+                param("before", "only calls with a smaller id (paging)",
+                       {"type": "integer", "minimum": 0}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of calls",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "calls": {"type": "array",
+                                      "items": {"$ref": "#/components/schemas/Call"}},
+                            "next_before": {"type": ["integer", "null"]},
+                        },
+                    }}},
+                },
+                "400": ERROR, "401": ERROR,
+            },
+        }
+    },
+    "/calls/{call_id}": {
+        "get": {
+            "summary": "One call",
+            "parameters": [{"name": "call_id", "in": "path", "required": True,
+                            "schema": {"type": "integer"}}],
+            "responses": {
+                "200": {"description": "The call", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Call"}}}},
+                "401": ERROR, "403": ERROR, "404": ERROR,
+            },
+        }
+    },
+}

@@ -1,7 +1,9 @@
-"""``/api/v1/openapi.json``: the API's OpenAPI 3.1 description, kept beside the routes.
+"""``/api/v1/openapi.json``: the API's OpenAPI 3.1 description, assembled from the routes.
 
-Written by hand because the API is small; ``tests/test_api.py`` checks it is a valid
-OpenAPI document and that every ``/api/v1`` route is described in it.
+Each API module describes its own routes in a ``PATHS`` mapping next to them; this module
+holds the shared parts (schemas, the error response, ``param``) and merges every module's
+``PATHS`` into one document. ``tests/test_api.py`` checks the result is valid OpenAPI and
+that every ``/api/v1`` route is described.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from typing import Any
 
 from flask import jsonify
 
-from desk.api import bp
+from desk.api.blueprint import bp
 from desk.models import PRESENCES, STATES
 
-_error = {"$ref": "#/components/responses/Error"}
+ERROR = {"$ref": "#/components/responses/Error"}
 
 CALL = {
     "type": "object",
@@ -54,10 +56,21 @@ AGENT = {
 }
 
 
-def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter."""
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema}
 
+
+PATHS: dict[str, Any] = {
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+        }
+    },
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -70,90 +83,7 @@ DOCUMENT: dict[str, Any] = {
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}, {"session": []}],
-    "paths": {
-        "/calls": {
-            "get": {
-                "summary": "Live calls, or call history with filters",
-                "description": "Newest first. Agents see every live call but only their own "
-                "ended calls. Page with `before` = the previous page's `next_before`.",
-                "parameters": [
-                    _param("state", "live (default), ended or all",
-                           {"type": "string", "enum": ["live", "ended", "all"]}),
-                    _param("provider", "only this provider", {"type": "string"}),
-                    _param("agent", "only calls of the agent with this name", {"type": "string"}),
-                    _param("number", "calling or called number contains this",
-                           {"type": "string"}),
-                    _param("since", "started at or after (ISO 8601)",
-                           {"type": "string", "format": "date-time"}),
-                    _param("until", "started before (ISO 8601)",
-                           {"type": "string", "format": "date-time"}),
-                    _param("limit", "page size, 1 to 200 (default 50)",
-                           {"type": "integer", "minimum": 1, "maximum": 200}),
-                    _param("before", "only calls with a smaller id (paging)",
-                           {"type": "integer", "minimum": 0}),
-                ],
-                "responses": {
-                    "200": {
-                        "description": "A page of calls",
-                        "content": {"application/json": {"schema": {
-                            "type": "object",
-                            "properties": {
-                                "calls": {"type": "array",
-                                          "items": {"$ref": "#/components/schemas/Call"}},
-                                "next_before": {"type": ["integer", "null"]},
-                            },
-                        }}},
-                    },
-                    "400": _error, "401": _error,
-                },
-            }
-        },
-        "/calls/{call_id}": {
-            "get": {
-                "summary": "One call",
-                "parameters": [{"name": "call_id", "in": "path", "required": True,
-                                "schema": {"type": "integer"}}],
-                "responses": {
-                    "200": {"description": "The call", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Call"}}}},
-                    "401": _error, "403": _error, "404": _error,
-                },
-            }
-        },
-        "/agents": {
-            "get": {
-                "summary": "Everyone on the desk, with presence and current call",
-                "responses": {
-                    "200": {"description": "Agents and supervisors", "content": {
-                        "application/json": {"schema": {"type": "object", "properties": {
-                            "agents": {"type": "array",
-                                       "items": {"$ref": "#/components/schemas/Agent"}}}}}}},
-                    "401": _error,
-                },
-            }
-        },
-        "/agents/me/presence": {
-            "put": {
-                "summary": "Set your own presence",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["presence"],
-                    "properties": {"presence": {"type": "string", "enum": list(PRESENCES)}},
-                }}}},
-                "responses": {
-                    "200": {"description": "You, with the new presence", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}}},
-                    "400": _error, "401": _error,
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
-            }
-        },
-    },
+    "paths": {},  # filled by document()
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
@@ -182,6 +112,17 @@ DOCUMENT: dict[str, Any] = {
 
 
 
+def document() -> dict[str, Any]:
+    """The whole document: shared parts plus every API module's ``PATHS``."""
+    from desk import api
+
+    paths: dict[str, Any] = {}
+    for module in api.MODULES:
+        for path, item in getattr(module, "PATHS", {}).items():
+            paths.setdefault(path, {}).update(item)
+    return {**DOCUMENT, "paths": dict(sorted(paths.items()))}
+
+
 @bp.get("/openapi.json")
 def openapi():  # type: ignore[no-untyped-def]
-    return jsonify(DOCUMENT)
+    return jsonify(document())

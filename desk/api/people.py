@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, jsonify, request
 from flask_login import current_user
 
 from desk import queries
-from desk.api import bp
+from desk.api.blueprint import bp
+from desk.api.openapi import ERROR
 from desk.extensions import db
 from desk.models import PRESENCES, User
 from desk.presence import set_presence
@@ -34,3 +37,33 @@ def put_presence():  # type: ignore[no-untyped-def]
     me = db.session.get(User, current_user.id)
     db.session.refresh(me)
     return jsonify(me.to_json())
+
+
+PATHS: dict[str, Any] = {
+    "/agents": {
+        "get": {
+            "summary": "Everyone on the desk, with presence and current call",
+            "responses": {
+                "200": {"description": "Agents and supervisors", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "agents": {"type": "array",
+                                   "items": {"$ref": "#/components/schemas/Agent"}}}}}}},
+                "401": ERROR,
+            },
+        }
+    },
+    "/agents/me/presence": {
+        "put": {
+            "summary": "Set your own presence",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["presence"],
+                "properties": {"presence": {"type": "string", "enum": list(PRESENCES)}},
+            }}}},
+            "responses": {
+                "200": {"description": "You, with the new presence", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Agent"}}}},
+                "400": ERROR, "401": ERROR,
+            },
+        }
+    },
+}
