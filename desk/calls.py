@@ -78,13 +78,18 @@ def merge(call: Call, event: CallEvent) -> None:
 
 
 def find_agent(session: Session, answered_by: str | None) -> User | None:
-    """The agent a provider's answering party names: SIP peer (any case) or extension."""
+    """The agent a provider's answering party names: SIP peer (any case), Stringee user id
+    or extension."""
     if not answered_by:
         return None
     value = answered_by.strip()
     return session.scalars(
         select(User)
-        .where(or_(func.lower(User.sip_peer) == value.lower(), User.extension == value))
+        .where(or_(
+            func.lower(User.sip_peer) == value.lower(),
+            User.stringee_user_id == value,
+            User.extension == value,
+        ))
         .order_by(User.id)
         .limit(1)
     ).first()
