@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench serve assets deps deps-test browser clean help
+.PHONY: run test lint bench bench-quick serve assets deps deps-test browser clean help
 
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
 	@echo "make test   - install what tests need (incl. Chromium) and run lint + the whole suite"
 	@echo "make serve  - the production server (gunicorn + gevent) with your DESK_ settings"
-	@echo "make bench  - webhook-to-board latency benchmark (prints numbers)"
+	@echo "make bench  - benchmarks, rewrites bench/RESULTS.md (ARGS=--quick: about a minute)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,8 +65,18 @@ lint: deps-test
 test: deps-test assets browser lint
 	$(BIN)/python -m pytest
 
-bench: deps-test assets
-	$(BIN)/python bench/latency.py
+# Full run about 12 minutes on 2 cores; `make bench ARGS=--quick` (or `make bench-quick`)
+# about a minute. Needs PostgreSQL and Redis (DESK_BENCH_POSTGRES_URL, DESK_BENCH_REDIS_URL).
+# Rewrites bench/RESULTS.md.
+$(VENV)/.deps-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@touch $@ $(VENV)/.deps $(VENV)/.deps-test
+
+bench: $(VENV)/.deps-bench assets
+	$(BIN)/python bench/run.py $(ARGS)
+
+bench-quick: $(VENV)/.deps-bench assets
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor .pytest_cache .ruff_cache

@@ -116,3 +116,9 @@ def test_handshake_for_unknown_path_is_not_a_websocket(server: LiveServer) -> No
 
     with pytest.raises(InvalidStatus):
         connect(f"ws://127.0.0.1:{server.port}/nope", open_timeout=5)
+
+
+def test_websocket_declines_per_board_compression(server: LiveServer) -> None:
+    with server.board(server.login("ann", PASSWORD)) as board:  # the client offers deflate
+        board.recv(timeout=5)
+        assert board.response.headers.get("Sec-WebSocket-Extensions") is None

@@ -27,6 +27,35 @@ from desk.live.render import render_snapshot
 log = logging.getLogger(__name__)
 
 POLL = 2.0  # seconds between checks that the peer is still there while the outbox is idle
+BATCH = 100  # updates already waiting are sent together, as one frame
+
+
+@bp.before_app_request
+def _decline_compression() -> None:
+    """Without DESK_WS_COMPRESSION, refuse permessage-deflate for /ws.
+
+    Every update goes to every board; compressing it once per socket was the largest cost
+    of fan-out in the benchmark (bench/RESULTS.md). The fragments are small HTML; on a call
+    centre's network the CPU matters more than the bytes.
+    """
+    if request.path == "/ws" and not current_app.config["DESK_WS_COMPRESSION"]:
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+def _drain(board: Board, first: object) -> tuple[str, bool]:
+    """``first`` plus whatever else is already queued, as one frame; and whether the hub
+    asked this board to reconnect. htmx applies every out-of-band element in a frame."""
+    parts: list[str] = []
+    message = first
+    for _ in range(BATCH):
+        if message is RECONNECT:
+            return "".join(parts), True
+        parts.append(message)  # type: ignore[arg-type]
+        try:
+            message = board.outbox.get_nowait()
+        except queue.Empty:
+            break
+    return "".join(parts), False
 
 
 def _same_origin() -> bool:
@@ -57,14 +86,16 @@ def ws(socket: Any) -> None:
             socket.send(snapshot)
         while socket.connected:
             try:
-                message = board.outbox.get(timeout=POLL)
+                first = board.outbox.get(timeout=POLL)
             except queue.Empty:
                 continue
-            if message is RECONNECT:
+            frame, reconnect = _drain(board, first)
+            if frame:
+                with board.lock:
+                    socket.send(frame)
+            if reconnect:
                 socket.close(reason=1012, message="Reload: the board fell behind.")
                 break
-            with board.lock:
-                socket.send(message)
     except ConnectionClosed:
         pass
     finally:
