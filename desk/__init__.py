@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_live(app)
     register_cli(app)
+    register_background(app)
     return app
 
 
@@ -103,3 +104,12 @@ def register_cli(app: Flask) -> None:
     from desk.cli import register_cli as register
 
     register(app)
+
+
+def register_background(app: Flask) -> None:
+    """Teleforge: the dial client (checked now), and the notification consumer, which each
+    server process starts with its first request (never at import, in CLI commands or tests)."""
+    from desk import dial, teleforge_listener
+
+    dial.init_app(app)
+    teleforge_listener.init_app(app)

@@ -16,6 +16,7 @@ Changed call ids are marked on the session and published to boards only after th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -124,13 +125,19 @@ def _log(
     )
 
 
+Fold = Callable[[Session, Delivery], None]
+"""Provider-specific work done inside the same transaction after the events are applied
+(e.g. keeping mediaservice's replyId on the call). Not called for duplicates."""
+
+
 def ingest(
-    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None
+    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
+    fold: Fold | None = None,
 ) -> IngestResult:
     """Log the delivery and, unless it is a duplicate, apply its events; one transaction."""
     for attempt in range(_ATTEMPTS):
         try:
-            return _ingest_once(session, provider, parsed, payload, content_type)
+            return _ingest_once(session, provider, parsed, payload, content_type, fold)
         except (IntegrityError, OperationalError):
             # Another process created the same call, or SQLite was busy: start over; the
             # dedupe key makes the retry safe.
@@ -141,7 +148,8 @@ def ingest(
 
 
 def _ingest_once(
-    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None
+    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
+    fold: Fold | None,
 ) -> IngestResult:
     with session.begin():
         delivery = _log(
@@ -175,6 +183,8 @@ def _ingest_once(
             touched.append(call)
         if touched:
             delivery.call_id = touched[0].id
+        if fold is not None:
+            fold(session, delivery)
         return IngestResult("applied", tuple(c.id for c in touched))
 
 

@@ -73,15 +73,22 @@ def _password() -> str:
 @click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True)
 @click.option("--extension", help="The agent's phone extension, e.g. 101.")
 @click.option("--sip-peer", help="The SIP peer providers name when this agent answers.")
-def users_create(name: str, role: str, extension: str | None, sip_peer: str | None) -> None:
+@click.option("--stringee-user-id", help="The agent's user id in the Stringee app, e.g. user1.")
+def users_create(
+    name: str, role: str, extension: str | None, sip_peer: str | None,
+    stringee_user_id: str | None,
+) -> None:
     """Create a user; the password comes from standard input or a prompt."""
     name = name.strip()
     if not name or len(name) > 80:
         raise click.ClickException("NAME must be 1 to 80 characters.")
     if extension is not None and not (extension.isdigit() and 2 <= len(extension) <= 8):
         raise click.ClickException("--extension must be 2 to 8 digits, e.g. 101.")
+    if stringee_user_id is not None and not 1 <= len(stringee_user_id.strip()) <= 255:
+        raise click.ClickException("--stringee-user-id must be 1 to 255 characters.")
     user = User(
-        name=name, role=role, extension=extension, sip_peer=sip_peer or None, presence="offline"
+        name=name, role=role, extension=extension, sip_peer=sip_peer or None,
+        stringee_user_id=(stringee_user_id or "").strip() or None, presence="offline",
     )
     user.set_password(_password())
     db.session.add(user)
@@ -90,7 +97,7 @@ def users_create(name: str, role: str, extension: str | None, sip_peer: str | No
     except IntegrityError:
         db.session.rollback()
         raise click.ClickException(
-            f"A user named {name!r} (or with that SIP peer) exists already."
+            f"A user named {name!r} (or with that SIP peer or Stringee user id) exists already."
         ) from None
     click.echo(f"Created {role} {name}" + (f" (extension {extension})" if extension else "") + ".")
 
@@ -146,6 +153,43 @@ def users_demo() -> None:
 
 
 
+teleforge_cli = AppGroup("teleforge", help="Teleforge Click2Dial notifications.")
+
+
+@teleforge_cli.command("listen")
+def teleforge_listen() -> None:
+    """Take Teleforge's notifications from its Redis list until stopped (Ctrl+C, SIGTERM).
+
+    For deployments that run the consumer apart from the web servers (set
+    DESK_TELEFORGE_LISTEN=0 there). Safe to run several times over: each notification is
+    applied once, and what a killed consumer held is recovered by the others.
+    """
+    import signal
+
+    from desk.teleforge_listener import TeleforgeListener, redis_url_for
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    url = redis_url_for(app)
+    if not url:
+        raise click.ClickException(
+            "Set DESK_TELEFORGE_REDIS_URL (or DESK_REDIS_URL) to the Redis server Teleforge "
+            "pushes its notifications to."
+        )
+    if not app.config["DESK_REDIS_URL"]:
+        click.echo("Warning: DESK_REDIS_URL is not set, so boards served by other processes "
+                   "will not see what this listener applies.", err=True)
+    listener = TeleforgeListener(app, url, app.config["DESK_TELEFORGE_LIST"])
+    signal.signal(signal.SIGTERM, lambda *_: listener.stop())
+    click.echo(f"Taking Teleforge notifications from {app.config['DESK_TELEFORGE_LIST']!r} "
+               f"(consumer {listener.consumer_id}); Ctrl+C stops.")
+    try:
+        listener.run()
+    except KeyboardInterrupt:
+        listener.stop()
+    click.echo("Stopped.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(teleforge_cli)

@@ -48,6 +48,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def end_reads(session: Session | scoped_session[Session]) -> None:
+    """End the session's read transaction before a write.
+
+    On SQLite (WAL) a transaction that has read cannot wait for the write lock: it fails at
+    once with "database is locked" if anyone wrote meanwhile. Starting the write in a fresh
+    transaction makes it wait (busy_timeout) like any other writer. It also keeps a session
+    from holding a transaction open while the desk waits for a provider. Objects stay
+    loaded (``expire_on_commit=False``).
+    """
+    real = session() if isinstance(session, scoped_session) else session
+    if real.in_transaction():
+        real.commit()
+
+
 def mark_changed(session: Session, kind: str, ident: int) -> None:
     """Remember that ``ident`` of ``kind`` changed; it is published after commit."""
     changes: Changes = session.info.setdefault("desk_changes", {})

@@ -1,4 +1,4 @@
-"""Template filters: how numbers and times read on a board."""
+"""Template filters and globals: how numbers and times read on a board, which buttons show."""
 
 from __future__ import annotations
 
@@ -14,4 +14,7 @@ def duration(seconds: int | float | None) -> str:
 
 
 def register_filters(app: Flask) -> None:
+    from desk.actions import available
+
     app.add_template_filter(duration, "duration")
+    app.add_template_global(available, "call_actions")

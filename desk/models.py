@@ -185,8 +185,12 @@ class Call(Base):
         """How an ended call went, in the words a supervisor uses."""
         if self.state != "ended":
             return self.state
-        if self.end_cause in ("voicemail", "missed", "blocked", "busy", "rejected", "failed"):
+        if self.end_cause in (
+            "voicemail", "missed", "blocked", "busy", "rejected", "failed", "cancelled"
+        ):
             return self.end_cause
+        if self.end_cause == "no_answer" and not self.answered_at:
+            return "unanswered"  # an outbound call nobody picked up (Teleforge NOANSWER)
         return "answered" if self.answered_at or (self.duration or 0) > 0 else "missed"
 
     def to_json(self) -> dict[str, Any]:

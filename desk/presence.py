@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from desk.db import mark_changed
+from desk.db import end_reads, mark_changed
 from desk.extensions import db
 from desk.models import PRESENCES, User, utcnow
 
@@ -12,12 +12,13 @@ from desk.models import PRESENCES, User, utcnow
 def set_presence(user_id: int, presence: str) -> None:
     """Store a presence and publish it to boards after the commit.
 
-    The UPDATE is the transaction's first statement, so on SQLite it takes the write lock
-    at once instead of upgrading a read lock (which can fail under concurrency).
+    The UPDATE starts a fresh transaction (``end_reads``), so on SQLite it waits for the
+    write lock instead of failing when another request wrote meanwhile.
     """
     if presence not in PRESENCES:
         raise ValueError(f"unknown presence {presence!r}")
     session = db.session
+    end_reads(session)
     session.execute(
         update(User).where(User.id == user_id).values(presence=presence, presence_since=utcnow())
     )

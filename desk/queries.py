@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from desk.models import LIVE_STATES, Call, User
+from desk.models import LIVE_STATES, Alert, Call, User
 
 
 def live_calls(session: Session) -> Sequence[Call]:
@@ -60,3 +60,11 @@ def state_counts(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(LIVE_STATES, 0)
     counts.update({state: n for state, n in rows})
     return counts
+
+
+def open_alerts(session: Session, limit: int = 20) -> Sequence[Alert]:
+    """Alerts nobody has acknowledged yet, newest first."""
+    return session.scalars(
+        select(Alert).where(Alert.acknowledged_at.is_(None)).order_by(Alert.id.desc())
+        .limit(limit)
+    ).all()

@@ -67,6 +67,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_PROVIDER_TIMEOUT": ("5", "float"),
     "DESK_ENDED_CALLS_SHOWN": ("20", "int:1"),
     "DESK_WS_PING_INTERVAL": ("25", "int:0"),
+    "DESK_WS_COMPRESSION": ("0", "str"),
     "DESK_BOARD_QUEUE": ("200", "int:10"),
     "DESK_MAX_BODY_BYTES": ("262144", "int:1024"),
     "DESK_LOG_LEVEL": ("INFO", "str"),
@@ -148,6 +149,7 @@ def load_settings(
             "credentials you put into the URL in Placetel's portal), or neither."
         )
 
+    config["DESK_WS_COMPRESSION"] = _flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
     listen = config["DESK_TELEFORGE_LISTEN"]
     config["DESK_TELEFORGE_LISTEN"] = _flag("DESK_TELEFORGE_LISTEN", listen)
     config["DESK_TELEFORGE_CALLER_IDS"] = [

@@ -65,6 +65,7 @@ class LiveServer:
     """``gunicorn -k gevent app:app`` on a free loopback port."""
 
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop)
@@ -79,9 +80,9 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.output()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
+                if requests.get(self.url + "/healthz", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow on a busy machine
                 time.sleep(0.1)
         raise RuntimeError(f"gunicorn did not come up: {self.output()}")
 

@@ -36,7 +36,7 @@ def count(app: Flask, model: type, **where: str) -> int:
 def test_incoming_call_creates_a_ringing_call(client: FlaskClient, app: Flask) -> None:
     response = client.post("/webhooks/placetel", data=INCOMING, headers=AUTH)
     assert response.status_code == 200
-    assert response.json["status"] == "applied"
+    assert response.mimetype == "application/xml"  # the Call Control answer (routing)
     with app.app_context():
         call = db.session.scalars(select(Call)).one()
         assert (call.state, call.from_number, call.provider) == ("ringing", "022129191999",
@@ -63,7 +63,7 @@ def test_a_retry_is_acknowledged_and_changes_nothing(client: FlaskClient, app: F
     first = client.post("/webhooks/placetel", data=INCOMING, headers=AUTH)
     again = client.post("/webhooks/placetel", data=INCOMING, headers=AUTH)
     assert (first.status_code, again.status_code) == (200, 200)
-    assert again.json["status"] == "duplicate"
+    assert again.data == first.data  # the retry gets the same routing answer
     assert count(app, Call) == 1
     assert count(app, Delivery, status="duplicate") == 1
 

@@ -27,19 +27,33 @@ def supervisor_section(call: Call) -> str:
     return "calls-live" if call.is_live else "calls-ended"
 
 
-def _row(call: Call, section: str, own: bool = False) -> str:
-    return render_template("_call_row.html", call=call, section=section, own=own, oob=True)
+def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
+         oob: bool = True) -> str:
+    return render_template("_call_row.html", call=call, section=section, own=own,
+                           may_act=may_act, oob=oob)
 
 
 def call_fragments(call: Call) -> Fragments:
-    """The renderings of one call: for supervisors, its agent, and every other agent."""
-    fragments = [("supervisor", _row(call, supervisor_section(call)))]
-    if call.is_live and call.agent_id is not None:
-        fragments.append((f"agent:{call.agent_id}", _row(call, "calls-mine", own=True)))
-        fragments.append((f"others:{call.agent_id}", _row(call, "calls-queue")))
+    """The renderings of one call: for supervisors, its agent, and every other agent.
+
+    Supervisors may act on any call, an agent on its own; nobody else sees buttons.
+    """
+    fragments = [("supervisor", _row(call, supervisor_section(call), may_act=True))]
+    if call.agent_id is not None:
+        fragments.append((f"agent:{call.agent_id}",
+                          _row(call, agent_section(call, call.agent_id), own=True, may_act=True)))
+        fragments.append((f"others:{call.agent_id}", _row(call, agent_section(call, None))))
     else:
         fragments.append(("agents", _row(call, agent_section(call, None))))
     return fragments
+
+
+def row_for(user: User, call: Call) -> str:
+    """The row as ``user`` sees it, for an htmx answer (no out-of-band swap)."""
+    if user.is_supervisor:
+        return _row(call, supervisor_section(call), may_act=True, oob=False)
+    own = call.agent_id == user.id
+    return _row(call, agent_section(call, user.id), own=own, may_act=own, oob=False)
 
 
 def render_changes(app: Flask, changes: Changes) -> Fragments:
@@ -63,6 +77,9 @@ def render_changes(app: Flask, changes: Changes) -> Fragments:
                 fragments.append(
                     (f"agent:{person.id}", render_template("_presence.html", me=person, oob=True))
                 )
+        if "alerts" in changes:
+            fragments.append(("supervisor", render_template(
+                "_alerts.html", alerts=queries.open_alerts(session), oob=True)))
         if call_ids:
             counters = render_template(
                 "_counters.html", counts=queries.state_counts(session), oob=True
@@ -92,6 +109,7 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
         context["live"] = live
         context["agents"] = queries.people(session)
         context["current"] = queries.current_calls(session)
+        context["alerts"] = queries.open_alerts(session)
     else:
         context["mine"] = [c for c in live if c.agent_id == user.id]
         context["queue"] = [c for c in live if c.agent_id != user.id]

@@ -6,20 +6,36 @@ Placetel puts the credentials into the URL pasted in its portal
 delivery we cannot understand → 400 with the reason, and the raw body is kept in the event
 log. Everything else is applied by ``desk.calls.ingest`` and answered at once; the boards
 are updated after the commit, off the request.
+
+IncomingCall is also Placetel's Call Control question "where does this call go?": it is
+answered with the routing XML (``desk.routing_store.decide_for_call`` rendered by
+``desk.providers.placetel_route``), which Placetel acts on for numbers routed to "External
+API" and ignores otherwise. The answer is kept on the call, so a retried IncomingCall gets
+the same answer; a routing failure is logged and answered with voicemail, never a 500.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 
-from flask import abort, current_app, jsonify, request
+from flask import Response, abort, current_app, jsonify, request
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from desk import calls
-from desk.events import BadPayload
+from desk.events import BadPayload, Parsed
 from desk.extensions import db
-from desk.models import utcnow
+from desk.models import Call, utcnow
 from desk.providers import placetel
+from desk.providers.placetel_route import CONTENT_TYPE, render_route
+from desk.routing import Decision
+from desk.routing_store import decide_for_call
 from desk.webhooks import bp
+
+log = logging.getLogger(__name__)
+# When routing itself fails: the caller can at least leave a message.
+FALLBACK_ROUTE = Decision("voicemail", voicemail=True, reason="routing failed")
 
 
 def _authorised() -> bool:
@@ -37,6 +53,39 @@ def _authorised() -> bool:
     user_ok = hmac.compare_digest(given_user, user.encode())
     password_ok = hmac.compare_digest(given_password, password.encode())
     return user_ok and password_ok
+
+
+def _route(session: Session, parsed: Parsed, call_ids: tuple[int, ...]) -> Response:
+    """The Call Control XML for an IncomingCall: the stored answer for a retry, else decided
+    now and stored on the call (``provider_facts["route"]``)."""
+    event = parsed.events[0]
+    try:
+        call = session.get(Call, call_ids[0]) if call_ids else None
+        stored = (call.provider_facts or {}).get("route") if call is not None else None
+        if isinstance(stored, dict) and isinstance(stored.get("xml"), str):
+            return Response(stored["xml"].encode(), content_type=CONTENT_TYPE)
+        decision = decide_for_call(session, event.from_number, event.to_number, "sip_peer")
+        body = render_route(decision)
+    except Exception:
+        session.rollback()
+        log.exception("Placetel call %s: routing failed; answering voicemail",
+                      parsed.provider_call_id)
+        return Response(render_route(FALLBACK_ROUTE), content_type=CONTENT_TYPE)
+    if call is not None:
+        try:
+            session.commit()  # end the reads, so the write below waits for SQLite's lock
+            route = {"xml": body.decode(), "action": decision.action, "reason": decision.reason}
+            session.execute(
+                update(Call).where(Call.id == call.id)
+                .values(provider_facts={**(call.provider_facts or {}), "route": route})
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        except Exception:  # the answer stands; only a retry would be decided afresh
+            session.rollback()
+            log.exception("Placetel call %s: could not keep the routing answer",
+                          parsed.provider_call_id)
+    return Response(body, content_type=CONTENT_TYPE)
 
 
 @bp.post("/placetel")
@@ -65,4 +114,6 @@ def placetel_notify():  # type: ignore[no-untyped-def]
 
     with db.new_session() as session:
         result = calls.ingest(session, placetel.PROVIDER, parsed, payload, content_type)
+        if parsed.kind == "IncomingCall":
+            return _route(session, parsed, result.call_ids)
     return jsonify(status=result.status, calls=list(result.call_ids))

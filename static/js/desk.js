@@ -76,3 +76,44 @@
     toast.hidden = false;
   });
 })();
+
+/* Click-to-dial: form answers with an error status still replace the form (they carry the
+ * messages under the fields); tel: links open the dial form filled in. */
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.getResponseHeader("X-Desk-Swap")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  // A tel: link on a desk page fills the board's dial form when there is one, else opens it.
+  document.addEventListener("click", function (event) {
+    var link = event.target && event.target.closest ? event.target.closest('a[href^="tel:"]') : null;
+    if (!link || event.defaultPrevented || event.button !== 0) return;
+    event.preventDefault();
+    var number = decodeURIComponent(link.getAttribute("href").slice(4).split(/[;?]/)[0]);
+    var input = document.getElementById("dial-callee");
+    if (!input) {
+      window.location.href = "/dial?number=" + encodeURIComponent(number);
+      return;
+    }
+    input.value = number;
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    input.focus();
+  });
+
+  // Offer to open tel: links everywhere (e-mail, CRM) in this desk; browsers ask first.
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest("[data-register-tel]") : null;
+    if (!button || !navigator.registerProtocolHandler) return;
+    try {
+      navigator.registerProtocolHandler("tel", window.location.origin + "/dial?number=%s");
+    } catch (err) {
+      button.textContent = "This browser does not allow it here (HTTPS is needed).";
+    }
+  });
+})();

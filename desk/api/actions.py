@@ -1,0 +1,95 @@
+"""``/api/v1/calls/<id>/hangup|split|recording``: the call buttons for scripts and CRMs.
+
+202 with the call when the provider accepted (its callback confirms later: watch the
+call's ``pending_action`` clear), 502/504 with the provider's refusal or a timeout, 4xx when
+the desk refuses (not your call, wrong state, already pending).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, jsonify, request
+from flask_login import current_user
+
+from desk import actions
+from desk.api.blueprint import bp
+from desk.api.openapi import ERROR
+
+
+def _run(do):  # type: ignore[no-untyped-def]
+    try:
+        outcome = do()
+    except actions.ActionRefused as exc:
+        abort(exc.status, exc.message)
+    if not outcome.ok:
+        response = jsonify(error="Provider refused" if outcome.status == 502 else "Timeout",
+                           message=outcome.message, status=outcome.status,
+                           call=outcome.call.to_json())
+        response.status_code = outcome.status
+        return response
+    return jsonify(outcome.call.to_json()), 202
+
+
+@bp.post("/calls/<int:call_id>/hangup")
+def api_hangup(call_id: int):  # type: ignore[no-untyped-def]
+    return _run(lambda: actions.hangup(current_user, call_id))
+
+
+@bp.post("/calls/<int:call_id>/split")
+def api_split(call_id: int):  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True)
+    if body is not None and not isinstance(body, dict):
+        abort(400, 'Send a JSON object, e.g. {"target": "sip:101@example.com"}, or no body.')
+    target = (body or {}).get("target")
+    if target is not None and not isinstance(target, str):
+        abort(400, "'target' must be a string: a number, extension or SIP address.")
+    return _run(lambda: actions.split(current_user, call_id, target))
+
+
+@bp.post("/calls/<int:call_id>/recording")
+def api_record(call_id: int):  # type: ignore[no-untyped-def]
+    return _run(lambda: actions.start_recording(current_user, call_id))
+
+
+@bp.delete("/calls/<int:call_id>/recording")
+def api_stop_record(call_id: int):  # type: ignore[no-untyped-def]
+    return _run(lambda: actions.stop_recording(current_user, call_id))
+
+
+def _action(summary: str, description: str, body: dict[str, Any] | None = None) -> dict:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": description,
+        "parameters": [{"name": "call_id", "in": "path", "required": True,
+                        "schema": {"type": "integer"}}],
+        "responses": {
+            "202": {"description": "The provider accepted; the call shows pending_action until "
+                                   "its callback confirms",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Call"}}}},
+            "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR,
+            "502": ERROR, "503": ERROR, "504": ERROR,
+        },
+    }
+    if body:
+        operation["requestBody"] = {"required": False,
+                                    "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+PATHS: dict[str, Any] = {
+    "/calls/{call_id}/hangup": {"post": _action(
+        "Hang up a call", "Agents: their own calls; supervisors: any.")},
+    "/calls/{call_id}/split": {"post": _action(
+        "Split (transfer) a call",
+        "Splits the connection; the caller is connected onward to `target`, the agent's leg is "
+        "dropped. Without a target the caller goes back through the routing policy.",
+        {"type": "object", "properties": {"target": {
+            "type": "string", "description": "number, extension or sip: URI"}}})},
+    "/calls/{call_id}/recording": {
+        "post": _action("Start recording", "The row shows recording pending → on."),
+        "delete": _action("Stop recording",
+                          "The row shows stopping → ready (or failed with the reason)."),
+    },
+}

@@ -1,0 +1,127 @@
+"""Stringee: the two answer URLs (SCCO JSON) and the event URL, protected by a token.
+
+Stringee cannot send credentials of its own, so the URLs pasted into its portal carry
+``?token=<DESK_STRINGEE_TOKEN>``; a wrong or missing token → 401 (without a token set,
+only demo mode accepts). The answer URLs (``/answer/project`` for calls made from the app,
+``/answer/number`` for calls to a Stringee number) answer like Stringee's SCCO helper when
+the URL carries the helper's parameters (``appToPhone``, ``to_number``, ...), and otherwise
+with the desk's routing policy ringing agents by their Stringee user id. Call events POSTed
+to ``/events`` go through ``desk.calls.ingest`` like every provider's. Whatever we cannot
+understand → 400 with the reason, and the delivery is kept in the event log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from flask import Response, abort, current_app, jsonify, request
+
+from desk import calls
+from desk.events import BadPayload
+from desk.extensions import db
+from desk.models import utcnow
+from desk.providers import stringee
+from desk.routing_store import decide_for_call
+from desk.webhooks import bp
+
+log = logging.getLogger(__name__)
+
+# A number answer URL request from Stringee itself may carry ``custom``; only the helper's
+# own switches mean "answer like the helper".
+_HELPER_SWITCHES: dict[str, tuple[str, ...]] = {
+    "project": stringee.PROJECT_HELPER_PARAMS,
+    "number": tuple(p for p in stringee.NUMBER_HELPER_PARAMS if p != "custom"),
+}
+
+
+def _authorised() -> bool:
+    expected = current_app.config["DESK_STRINGEE_TOKEN"]
+    if not expected:
+        return bool(current_app.config["DESK_DEMO"])
+    given = request.args.get("token", "")
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _require_token() -> None:
+    if not _authorised():
+        abort(401, "Wrong or missing token: add ?token=<DESK_STRINGEE_TOKEN> to the answer and "
+                   "event URLs in Stringee's portal.")
+
+
+def _params() -> dict[str, str]:
+    """The answer URL's GET parameters, first value of each, without our token."""
+    return {name: value for name, value in request.args.items() if name != "token"}
+
+
+def _scco(kind: Literal["project", "number"], params: dict[str, str]) -> list[dict[str, Any]]:
+    if any(name in params for name in _HELPER_SWITCHES[kind]):
+        return stringee.scco_from_helper_params(kind, params)  # BadPayload on bad values
+    try:
+        decision = decide_for_call(
+            db.session, params.get("from"), params.get("to"), reachable_by="stringee_user_id"
+        )
+        return stringee.scco_for_decision(decision, params)
+    except Exception:
+        # Routing must never answer 500: an empty SCCO ends the call cleanly, and the log
+        # says why.
+        log.exception("Stringee %s answer URL: routing failed for %s", kind, params)
+        return []
+
+
+def _answer(kind: Literal["project", "number"]) -> Response:
+    _require_token()
+    params = _params()
+    try:
+        scco = _scco(kind, params)
+    except BadPayload as exc:
+        with db.new_session() as session:
+            calls.record_rejected(
+                session, stringee.PROVIDER, urlencode(params), None, str(exc),
+                kind=f"answer/{kind}", call_ref=params.get("callId") or params.get("uuid"),
+            )
+        return jsonify(error="Bad Request", message=str(exc), status=400), 400  # type: ignore[return-value]
+    # json.dumps keeps the SCCO's key order ("action" first), as Stringee's documents show it.
+    return Response(json.dumps(scco), mimetype="application/json")
+
+
+@bp.get("/stringee/answer/project")
+def stringee_answer_project() -> Response:
+    return _answer("project")
+
+
+@bp.get("/stringee/answer/number")
+def stringee_answer_number() -> Response:
+    return _answer("number")
+
+
+@bp.post("/stringee/events")
+def stringee_events():  # type: ignore[no-untyped-def]
+    _require_token()
+    payload = request.get_data(cache=True).decode("utf-8", errors="replace")
+    content_type = request.content_type
+    body = request.get_json(force=True, silent=True)
+    try:
+        if body is None:
+            raise BadPayload(
+                "expected a JSON body (a Stringee call event); is this URL the project's "
+                "event_url?"
+            )
+        parsed = stringee.parse_event(body, utcnow())
+    except BadPayload as exc:
+        fields = body if isinstance(body, dict) else {}
+        status, call_id = fields.get("call_status"), fields.get("call_id")
+        with db.new_session() as session:
+            calls.record_rejected(
+                session, stringee.PROVIDER, payload, content_type, str(exc),
+                kind=status if isinstance(status, str) else None,
+                call_ref=call_id if isinstance(call_id, str) else None,
+            )
+        return jsonify(error="Bad Request", message=str(exc), status=400), 400
+
+    with db.new_session() as session:
+        result = calls.ingest(session, stringee.PROVIDER, parsed, payload, content_type)
+    return jsonify(status=result.status, calls=list(result.call_ids))
