@@ -36,6 +36,8 @@ static/vendor/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-ws/dist/ws.js static/vendor/
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css static/vendor/
+	cp node_modules/@hubspot/calling-extensions-sdk/dist/main.js static/vendor/hubspot-calling-extensions.js
 	@touch $@
 
 assets: static/vendor/.stamp

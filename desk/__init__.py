@@ -33,6 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_live(app)
     register_cli(app)
     register_background(app)
+    register_embedding(app)
+    register_simulators(app)
     return app
 
 
@@ -113,3 +115,15 @@ def register_background(app: Flask) -> None:
 
     dial.init_app(app)
     teleforge_listener.init_app(app)
+
+
+def register_embedding(app: Flask) -> None:
+    from desk.embed import register_embedding as register
+
+    register(app)
+
+
+def register_simulators(app: Flask) -> None:
+    from desk.simulator import register_simulators as register
+
+    register(app)

@@ -9,9 +9,11 @@ without ``DESK_SECRET_KEY``, because a guessable key lets anyone forge a session
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class SettingsError(RuntimeError):
@@ -65,6 +67,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_MEDIASERVICE_CALLBACK_KEY_FILE": ("", "str"),
     "DESK_STRINGEE_TOKEN": ("", "str"),
     "DESK_PROVIDER_TIMEOUT": ("5", "float"),
+    "DESK_TIMEZONE": ("UTC", "str"),
+    "DESK_TIMER_AMBER": ("180", "int:1"),
+    "DESK_TIMER_RED": ("420", "int:1"),
+    "DESK_EMBED_ORIGINS": ("", "str"),
+    "DESK_SIMULATE": ("", "str"),
+    "DESK_SIMULATE_RATE": ("6", "float"),
     "DESK_ENDED_CALLS_SHOWN": ("20", "int:1"),
     "DESK_WS_PING_INTERVAL": ("25", "int:0"),
     "DESK_WS_COMPRESSION": ("0", "str"),
@@ -89,9 +97,9 @@ def _float(name: str, raw: Any) -> float:
     try:
         value = float(str(raw).strip())
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not 0 < value <= 120:
-        raise SettingsError(f"{name} must be more than 0 and at most 120 seconds, not {value}")
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 < value <= 600:
+        raise SettingsError(f"{name} must be more than 0 and at most 600, not {value}")
     return value
 
 
@@ -149,6 +157,29 @@ def load_settings(
             "credentials you put into the URL in Placetel's portal), or neither."
         )
 
+    try:
+        ZoneInfo(config["DESK_TIMEZONE"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"DESK_TIMEZONE must be an IANA time zone such as Europe/Berlin, not "
+            f"{config['DESK_TIMEZONE']!r}"
+        ) from None
+    if config["DESK_TIMER_RED"] <= config["DESK_TIMER_AMBER"]:
+        raise SettingsError("DESK_TIMER_RED must be more seconds than DESK_TIMER_AMBER.")
+    origins = [o.strip().rstrip("/") for o in config["DESK_EMBED_ORIGINS"].split(",") if o.strip()]
+    for origin in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+            raise SettingsError(
+                f"DESK_EMBED_ORIGINS takes origins like https://crm.example.com (scheme, host, "
+                f"optional port; no path, no '*'), not {origin!r}"
+            )
+    config["DESK_EMBED_ORIGINS"] = origins
+    # Simulated demo traffic: explicit DESK_SIMULATE wins; otherwise on in demo mode only,
+    # and never when a provider is configured.
+    simulate = config["DESK_SIMULATE"]
+    config["DESK_SIMULATE"] = (
+        config["DESK_DEMO"] if simulate in ("", None) else _flag("DESK_SIMULATE", simulate)
+    ) and not providers_configured(config)
     config["DESK_WS_COMPRESSION"] = _flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
     listen = config["DESK_TELEFORGE_LISTEN"]
     config["DESK_TELEFORGE_LISTEN"] = _flag("DESK_TELEFORGE_LISTEN", listen)
