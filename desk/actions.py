@@ -229,11 +229,7 @@ def stop_recording(user: User, call_id: int) -> Outcome:
 
 def recording_url(user: User, call_id: int) -> str:
     """A fresh playback URL (it lives 15 minutes at the provider; never stored)."""
-    call = db.session.get(Call, call_id)
-    if call is None:
-        raise ActionRefused(f"There is no call {call_id}.", status=404)
-    if not (user.is_supervisor or call.agent_id == user.id):
-        raise ActionRefused("Agents can play their own recordings only.", status=403)
+    call = _load(user, call_id)
     if call.recording_state != "ready" or not call.recording_file_name:
         raise ActionRefused("This call has no recording ready to play.", status=404)
     try:

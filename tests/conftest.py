@@ -60,10 +60,11 @@ def runner(app: Flask) -> FlaskCliRunner:
 def add_user(
     app: Flask, name: str, role: str = "agent", extension: str | None = None,
     sip_peer: str | None = None, presence: str = "available",
+    stringee_user_id: str | None = None,
 ) -> int:
     with app.app_context():
         user = User(name=name, role=role, extension=extension, sip_peer=sip_peer,
-                    presence=presence)
+                    presence=presence, stringee_user_id=stringee_user_id)
         user.set_password(PASSWORD)
         db.session.add(user)
         db.session.commit()

@@ -34,7 +34,7 @@ from desk.routing_store import (
     rules_to_document,
     save_rules,
 )
-from tests.conftest import PASSWORD, base_config, login
+from tests.conftest import PASSWORD, add_user, base_config, login
 from tests.test_placetel_route import DECLARATION, tree
 from tests.test_stringee import HELPER_EXAMPLES
 from tests.test_webhooks_placetel import AUTH
@@ -55,13 +55,8 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 
 def add_person(app: Flask, name: str, role: str = "agent", sip_peer: str | None = None,
                stringee_user_id: str | None = None, presence: str = "available") -> int:
-    with app.app_context():
-        user = User(name=name, role=role, sip_peer=sip_peer, stringee_user_id=stringee_user_id,
-                    presence=presence)
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
-        return user.id
+    return add_user(app, name, role=role, sip_peer=sip_peer, presence=presence,
+                    stringee_user_id=stringee_user_id)
 
 
 @pytest.fixture
