@@ -34,8 +34,9 @@ from desk.models import Call, User, utcnow
 from desk.providers import mediaservice as ms
 
 CAPABILITIES: dict[str, frozenset[str]] = {
-    "mediaservice": frozenset({"hangup", "split", "record"}),
+    "mediaservice": frozenset({"hangup", "drop", "split", "record"}),
 }
+PARTIES = ("caller", "agent")
 _TARGET = re.compile(r"^(sips?:)?[A-Za-z0-9+._~*#-]{1,64}(@[A-Za-z0-9.-]{1,190})?$")
 
 
@@ -173,6 +174,27 @@ def hangup(user: User, call_id: int) -> Outcome:
     client = mediaservice_client(call)
     _claim(call, "hangup")
     return _finish(user, call, "hangup", {"replyId": "…"}, lambda: client.hangupcall(reply_id),
+                   confirmed={}, failed={})
+
+
+def drop_party(user: User, call_id: int, party: str | None) -> Outcome:
+    """Hang up one side only (``hangupparticipant``): the caller, or the agent's leg."""
+    call = _load(user, call_id)
+    if party not in PARTIES:
+        _refuse(user, call, "drop", "Say which party to drop: caller or agent.", status=400)
+    if not can_act(user, call, "drop"):
+        _refuse(user, call, "drop", f"A party can be dropped from a call in conversation "
+                                    f"only, not from a {call.state} one.")
+    participant = call.caller_participant_id if party == "caller" else call.callee_participant_id
+    session_id = (call.provider_facts or {}).get("session_id") or call.provider_call_id
+    if not participant:
+        _refuse(user, call, "drop", f"The provider has not named the {party}'s leg of this "
+                                    "call; hang up the whole call instead.")
+    reply_id = _reply_id(user, call, "drop")
+    client = mediaservice_client(call)
+    _claim(call, "drop")
+    return _finish(user, call, "drop", {"party": party, "participantId": participant},
+                   lambda: client.hangupparticipant(participant, reply_id, session_id),
                    confirmed={}, failed={})
 
 

@@ -322,3 +322,24 @@ def test_in_the_browser_record_then_hang_up_change_the_row(
         expect(ended).to_contain_text("Answered")  # the provider's callback confirmed it
         expect(ended.get_by_role("button", name="Hang up")).to_have_count(0)
         assert not errors, errors
+
+
+def test_dropping_one_party_sends_hangupparticipant(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    ann, call_id = connected_call(world)
+    headers = csrf(ann, server.url)
+    assert "Drop the caller" in ann.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    standin.seen.clear()
+    bad = ann.post(f"{server.url}/calls/{call_id}/drop", data={"party": "everyone"},
+                   headers=headers, timeout=5)
+    assert bad.status_code == 400 and "caller or agent" in bad.text
+    response = ann.post(f"{server.url}/calls/{call_id}/drop", data={"party": "caller"},
+                        headers=headers, timeout=5)
+    assert response.status_code == 200 and "Dropping a party" in response.text
+    (drop,) = standin.seen
+    assert (drop.path, drop.body) == (f"/{DOMAIN}/hangupparticipant", {
+        "participantId": "d93f0370", "replyId": the_call(engine, standin.session_id)
+        .provider_facts["reply_id"], "sessionId": standin.session_id})
+    assert audit(engine, call_id) == [("drop", "invalid"), ("drop", "ok")]

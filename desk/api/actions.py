@@ -36,6 +36,13 @@ def api_hangup(call_id: int):  # type: ignore[no-untyped-def]
     return _run(lambda: actions.hangup(current_user, call_id))
 
 
+@bp.post("/calls/<int:call_id>/drop")
+def api_drop(call_id: int):  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True)
+    party = body.get("party") if isinstance(body, dict) else None
+    return _run(lambda: actions.drop_party(current_user, call_id, party))
+
+
 @bp.post("/calls/<int:call_id>/split")
 def api_split(call_id: int):  # type: ignore[no-untyped-def]
     body = request.get_json(silent=True)
@@ -81,6 +88,10 @@ def _action(summary: str, description: str, body: dict[str, Any] | None = None) 
 PATHS: dict[str, Any] = {
     "/calls/{call_id}/hangup": {"post": _action(
         "Hang up a call", "Agents: their own calls; supervisors: any.")},
+    "/calls/{call_id}/drop": {"post": _action(
+        "Drop one party", "Hangs up the caller's or the agent's leg only (hangupparticipant).",
+        {"type": "object", "required": ["party"],
+         "properties": {"party": {"type": "string", "enum": ["caller", "agent"]}}})},
     "/calls/{call_id}/split": {"post": _action(
         "Split (transfer) a call",
         "Splits the connection; the caller is connected onward to `target`, the agent's leg is "

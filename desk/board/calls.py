@@ -32,6 +32,12 @@ def hangup(call_id: int):  # type: ignore[no-untyped-def]
     return _act(lambda: actions.hangup(current_user, call_id))
 
 
+@bp.post("/calls/<int:call_id>/drop")
+@login_required
+def drop(call_id: int):  # type: ignore[no-untyped-def]
+    return _act(lambda: actions.drop_party(current_user, call_id, request.form.get("party")))
+
+
 @bp.post("/calls/<int:call_id>/split")
 @login_required
 def split(call_id: int):  # type: ignore[no-untyped-def]

@@ -127,7 +127,7 @@ def _fold_action_confirmations(call: Call, facts: dict[str, Any], callback: str)
         call.recording_state = "stopping"  # the file comes with recordingReady
     if facts.get("split") and call.pending_action == "split":
         call.pending_action = None
-    if call.state == "ended" and call.pending_action == "hangup":
+    if call.state == "ended" and call.pending_action in ("hangup", "drop"):
         call.pending_action = None
 
 
