@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench bench-quick serve assets deps deps-test browser clean help
+.PHONY: run tour test lint bench bench-quick serve assets deps deps-test browser clean help
 
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
 	@echo "make test   - install what tests need (incl. Chromium) and run lint + the whole suite"
+	@echo "make tour   - retake README's screenshots (docs/tour/) from a demo desk in Chromium"
 	@echo "make serve  - the production server (gunicorn + gevent) with your DESK_ settings"
 	@echo "make bench  - benchmarks, rewrites bench/RESULTS.md (ARGS=--quick: about a minute)"
 
@@ -50,10 +51,11 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 run: deps assets
-	$(FLASK) db upgrade
-	$(FLASK) users demo
-	@echo "Agent Desk on http://$(HOST):$(PORT)/ (Ctrl+C stops it)"
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	@PORT=$(PORT) HOST=$(HOST) BIN=$(BIN) scripts/run
+
+# Screenshots for README's tour (docs/tour/*.png), from a demo desk the script starts.
+tour: deps-test assets browser
+	$(BIN)/python scripts/tour.py
 
 # The production server (README, "Production deployment"), against your DESK_ environment.
 serve: deps assets

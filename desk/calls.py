@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, lazyload
 
-from desk.db import mark_changed
+from desk.db import end_reads, mark_changed
 from desk.events import STATE_FOR_KIND, STATE_RANK, CallEvent, Parsed
 from desk.models import Call, Delivery, User, utcnow
 
@@ -224,6 +224,7 @@ def start_outbound(
     reference used before): the caller must not place the call again. Commits, so the row
     is on every board before the provider is even asked.
     """
+    end_reads(session)  # SQLite: a transaction that has read cannot wait for the write lock
     call = Call(
         provider=provider, provider_call_id=provider_call_id, direction="outbound",
         from_number=from_number, to_number=to_number, agent_id=agent_id, state="dialling",

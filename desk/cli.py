@@ -141,6 +141,7 @@ def users_demo() -> None:
         return
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("Users exist already; no demo users created.")
+        _echo_demo_logins()
         return
     for name, role, extension, peer in DEMO_USERS:
         user = User(name=name, role=role, extension=extension, sip_peer=peer, presence="offline")
@@ -149,6 +150,17 @@ def users_demo() -> None:
     db.session.commit()
     names = ", ".join(name for name, *_ in DEMO_USERS)
     click.echo(f"Demo users {names} created; password: {DEMO_PASSWORD}")
+    _echo_demo_logins()
+
+
+def _echo_demo_logins() -> None:
+    """The demo logins that exist, so `make run` shows them on every start."""
+    names = [name for name, *_ in DEMO_USERS]
+    present = set(db.session.scalars(select(User.name).where(User.name.in_(names))))
+    for name, role, extension, _peer in DEMO_USERS:
+        if name in present:
+            click.echo(f"  Log in as {name!r} with password {DEMO_PASSWORD!r} "
+                       f"({role}, extension {extension}).")
 
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from desk import audit, calls
-from desk.db import mark_changed
+from desk.db import end_reads, mark_changed
 from desk.models import Call, User, utcnow
 from desk.providers import teleforge
 from desk.providers.teleforge import (
@@ -202,6 +202,7 @@ def place_call(
     try:
         request = validate_dial(agent_value, callee, outbound_id, reference)
     except DialInvalid as exc:
+        end_reads(session)
         audit.record(
             session, user_id=user.id, action="dial", outcome="invalid",
             detail={"fields": {"agent": agent_value, "callee": callee,

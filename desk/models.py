@@ -131,6 +131,7 @@ class Call(Base):
         Index("ix_calls_state", "state"),
         Index("ix_calls_started_at", "started_at"),
         Index("ix_calls_ended_at", "ended_at"),
+        Index("ix_calls_answered_at", "answered_at"),  # wallboard: answered today, AHT
         Index("ix_calls_agent_started", "agent_id", "started_at"),
     )
 
@@ -239,7 +240,9 @@ class Delivery(Base):
     provider: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str | None] = mapped_column(String(64))
     provider_call_id: Mapped[str | None] = mapped_column(String(255))
-    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))  # applied | duplicate | rejected
     error: Mapped[str | None] = mapped_column(Text)
     dedupe_key: Mapped[str | None] = mapped_column(String(320))
@@ -256,7 +259,9 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="SET NULL"), index=True
+    )
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | error
@@ -296,3 +301,25 @@ class RoutingConfig(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class EmbedGrant(Base):
+    """A short-lived credential for the desk inside a CRM iframe (``desk.embed``).
+
+    ``kind`` is ``code`` (the popup login's one-time code, 60 s), ``ticket`` (one page load
+    or websocket connect, 60 s) or ``token`` (the iframe's header credential when it keeps
+    no cookies, one shift). Only the SHA-256 of the secret is stored; codes and tickets are
+    spent by setting ``used_at``.
+    """
+
+    __tablename__ = "embed_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()

@@ -86,7 +86,10 @@ class TeleforgeListener:
         list_name: str,
         consumer_id: str | None = None,
         block_seconds: float = BLOCK_SECONDS,
+        client: Any = None,
     ) -> None:
+        # ``client``: a ready object with the Redis list commands used here, instead of
+        # connecting to ``redis_url`` (the demo's in-process list, desk.simulator).
         self.app = app
         self.redis_url = redis_url
         self.list_name = list_name
@@ -98,7 +101,8 @@ class TeleforgeListener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._client: Any = None
+        self._given_client = client
+        self._client: Any = client
         self._last_recovery = 0.0
         self._last_beat = 0.0
 
@@ -140,6 +144,8 @@ class TeleforgeListener:
     def connect(self) -> Any:
         import redis
 
+        if self._client is None and self._given_client is not None:
+            self._client = self._given_client
         if self._client is None:
             self._client = redis.Redis.from_url(
                 self.redis_url, socket_connect_timeout=2,

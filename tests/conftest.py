@@ -107,6 +107,15 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the whole run (each test opens its own context)."""
+    from tests.browser import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
 def require(service: str, error: Exception | None) -> None:
     """Skip locally, fail in CI, when a real service the test needs is not there."""
     if error is None:

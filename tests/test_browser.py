@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import chromium
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer, desk_env, prepare
 
@@ -22,11 +21,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     yield live
     live.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture
@@ -87,3 +81,16 @@ def test_presence_switch_reaches_the_supervisor_board(
     page.get_by_label("Your presence").select_option("away")
     expect(tile).to_contain_text("away")
     supervisor.context.close()
+
+
+def test_presence_can_change_again_after_the_board_was_pushed_an_update(
+    page: Page, server: LiveServer
+) -> None:
+    log_in(page, server, "ann")
+    select = page.get_by_label("Your presence")
+    for value in ("away", "wrap-up", "available"):  # each change is also pushed back over /ws
+        with page.expect_response("**/presence") as answer:
+            select.select_option(value)
+        assert answer.value.status == 200, answer.value.text()
+        expect(page.locator("#presence")).to_have_class(f"presence presence--{value}")
+        page.wait_for_timeout(300)  # let the websocket's copy of the form arrive too

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import chromium
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer, desk_env, prepare
 from tests.teleforge_standin import Answer, TeleforgeStandIn
@@ -37,11 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, pbx: TeleforgeStandIn) -> I
     yield live
     live.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -293,16 +294,14 @@ def test_alarms_reach_the_supervisor_board(world: tuple[LiveServer, StandIn, Eng
 
 
 def test_in_the_browser_record_then_hang_up_change_the_row(
-    world: tuple[LiveServer, StandIn, Engine],
+    world: tuple[LiveServer, StandIn, Engine], browser: Any,
 ) -> None:
     from playwright.sync_api import expect
 
-    from tests.browser import chromium
-
     server, _standin, _engine = world
     _ann, call_id = connected_call(world)
-    with chromium() as browser:
-        page = browser.new_page()
+    with browser.new_context() as context:
+        page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(server.url + "/login")

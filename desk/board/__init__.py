@@ -4,4 +4,11 @@ from flask import Blueprint
 
 bp = Blueprint("board", __name__)
 
-from desk.board import calls, dial, routing, views  # noqa: E402,F401  (routes register on import)
+from desk.board import (  # noqa: E402,F401  (routes register on import)
+    calls,
+    dial,
+    history,
+    routing,
+    views,
+    wallboard,
+)

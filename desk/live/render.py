@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, current_app, render_template
 
-from desk import queries
+from desk import queries, wallboard
 from desk.extensions import db, hub
 from desk.hub import Changes, Fragments
 from desk.models import Call, User
@@ -86,6 +86,10 @@ def render_changes(app: Flask, changes: Changes) -> Fragments:
             )
             fragments.append(("supervisor", counters))
             fragments.append(("agents", counters))
+            # Today's wallboard counters: a few indexed queries, once per change batch.
+            wb = wallboard.compute(session, app.config["DESK_TIMEZONE"])
+            fragments.append(("supervisor", render_template(
+                "_wallboard_counters.html", wb=wb, oob=True)))
         return fragments
 
 
@@ -110,6 +114,7 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
         context["agents"] = queries.people(session)
         context["current"] = queries.current_calls(session)
         context["alerts"] = queries.open_alerts(session)
+        context["wb"] = wallboard.compute(session, current_app.config["DESK_TIMEZONE"])
     else:
         context["mine"] = [c for c in live if c.agent_id == user.id]
         context["queue"] = [c for c in live if c.agent_id != user.id]

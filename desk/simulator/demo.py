@@ -1,0 +1,161 @@
+"""The demo desk's simulators in one object: provider clients pointed at them, and start-up.
+
+``DemoSimulators`` is created by ``register_simulators`` when ``DESK_SIMULATE`` is on (never
+when a provider is configured). It owns the Teleforge notification list (Redis when the desk
+has one, else ``InProcessList``) and the consumer that reads it, the simulated mediaservice's
+``SessionBook``, and the inbound ``Traffic``.
+
+Nothing runs and nothing is written until ``ensure_started`` is called with the desk's own
+address, which the factory does on a server process's first request (not at import, not in
+CLI commands, not under ``TESTING``). Only then is the address known, so only then are the
+provider settings pointed at the simulators, in ``app.config`` — after ``load_settings``
+decided that no provider is configured, so this never counts as one:
+``DESK_TELEFORGE_URL`` and ``DESK_MEDIASERVICE_URL`` become the simulators' paths on this
+desk, ``DESK_MEDIASERVICE_KEY_FILE`` a key pair generated for this process (the simulator
+checks the desk's JWTs with its public half), and ``DESK_MEDIASERVICE_CALLBACK_KEY_FILE`` is
+emptied: the simulated mediaservice is the only one, and a demo desk takes unsigned
+callbacks, so ``flask --app app simulate`` can feed it too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+
+from desk import dial
+from desk.simulator import mediaservice, teleforge
+from desk.simulator.inprocess_list import InProcessList
+from desk.simulator.mediaservice import Callbacks, SessionBook
+from desk.simulator.traffic import Traffic
+from desk.teleforge_listener import TeleforgeListener, listener_for, redis_url_for
+
+log = logging.getLogger(__name__)
+
+
+def own_address(environ: dict[str, Any], script_root: str = "") -> str:
+    """The address this server answers on, as seen from the server itself (loopback when it
+    listens on every interface)."""
+    host = str(environ.get("SERVER_NAME") or "127.0.0.1")
+    if host in ("0.0.0.0", "::", "localhost", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = environ.get("SERVER_PORT") or "80"
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}:{port}{script_root}"
+
+
+class DemoSimulators:
+    """This process's simulated Teleforge and mediaservice, and its inbound traffic."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.stop = threading.Event()
+        self.book = SessionBook()
+        self.base_url = ""
+        self.desk_public_key = ""
+        self.callbacks: Callbacks | None = None
+        self.traffic: Traffic | None = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._redis: Any = None
+        self.redis_url = redis_url_for(app)
+        # The consumer: the one the desk made when Teleforge's Redis is configured, else one
+        # on a list in this process (or on DESK_REDIS_URL) — the same class either way.
+        existing = listener_for(app)
+        if existing is not None:
+            self.list: InProcessList | None = None
+            self.listener = existing
+        else:
+            self.list = None if self.redis_url else InProcessList()
+            self.listener = TeleforgeListener(
+                app, self.redis_url or "in-process list", app.config["DESK_TELEFORGE_LIST"],
+                client=self.list,
+            )
+            app.extensions["teleforge_listener"] = self.listener
+        self._own_listener = existing is None
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def ensure_started(self, base_url: str, traffic: bool = True) -> None:
+        """Point the desk at the simulators, start the consumer and the traffic. Once."""
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._configure(base_url.rstrip("/"))
+            listen = self.list is not None or self.app.config["DESK_TELEFORGE_LISTEN"]
+            if self._own_listener and listen:
+                self.listener.ensure_started()
+            if traffic:
+                self.traffic = Traffic(self.base_url, float(self.app.config["DESK_SIMULATE_RATE"]),
+                                       stop=self.stop, book=self.book, rng=random.Random())
+                threading.Thread(target=self.traffic.run, name="sim-traffic",
+                                 daemon=True).start()
+            self._started = True
+            log.info("Simulators on at %s/simulator (Teleforge notifications via %s); "
+                     "%.3g simulated calls a minute", self.base_url,
+                     "Redis" if self.list is None else "an in-process list",
+                     self.app.config["DESK_SIMULATE_RATE"] if traffic else 0)
+
+    def _configure(self, base_url: str) -> None:
+        self.base_url = base_url
+        key_file, self.desk_public_key = _desk_api_key()
+        self.app.config.update(
+            DESK_TELEFORGE_URL=f"{base_url}{teleforge.bp.url_prefix}",
+            DESK_MEDIASERVICE_URL=f"{base_url}{mediaservice.bp.url_prefix}",
+            DESK_MEDIASERVICE_DOMAIN=mediaservice.DOMAIN,
+            DESK_MEDIASERVICE_KEY_FILE=str(key_file),
+            DESK_MEDIASERVICE_CALLBACK_KEY_FILE="",
+        )
+        dial.init_app(self.app)  # the Teleforge client, now that it has an address
+        self.callbacks = Callbacks(base_url)
+
+    def push_teleforge(self, raw: bytes) -> None:
+        """Push one notification the way Teleforge does (LPUSH; the consumer takes RIGHT)."""
+        name = self.app.config["DESK_TELEFORGE_LIST"]
+        if self.list is not None:
+            self.list.lpush(name, raw)
+            return
+        if self._redis is None:
+            import redis
+
+            self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2,
+                                               socket_timeout=5)
+        self._redis.lpush(name, raw)
+
+    def shutdown(self) -> None:
+        """Stop the traffic and the consumer (tests; a server process just exits)."""
+        self.stop.set()
+        if self._own_listener:
+            self.listener.stop()
+
+
+def _desk_api_key() -> tuple[Path, str]:
+    """A fresh RSA key pair for this process: the private key's file (the desk signs its API
+    calls with it) and the public key (the simulated mediaservice checks them with it)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    folder = Path(tempfile.mkdtemp(prefix="desk-simulator-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "desk-api-key.pem"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return path, public.decode()
