@@ -79,18 +79,24 @@ def merge(call: Call, event: CallEvent) -> None:
 
 
 def find_agent(session: Session, answered_by: str | None) -> User | None:
-    """The agent a provider's answering party names: SIP peer (any case), Stringee user id
-    or extension."""
+    """The agent a provider's answering party names: SIP peer (any case, with or without a
+    ``sip:`` prefix), the peer's user part alone (mediaservice sends ``agent101`` for
+    ``agent101@pbx``), Stringee user id or extension."""
     if not answered_by:
         return None
     value = answered_by.strip()
+    peer = value.lower().removeprefix("sips:").removeprefix("sip:")
+    matches = [
+        func.lower(User.sip_peer) == peer,
+        User.stringee_user_id == value,
+        User.extension == value,
+    ]
+    if "@" not in peer:
+        escaped = peer.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches.append(func.lower(User.sip_peer).like(escaped + "@%", escape="\\"))
     return session.scalars(
         select(User)
-        .where(or_(
-            func.lower(User.sip_peer) == value.lower(),
-            User.stringee_user_id == value,
-            User.extension == value,
-        ))
+        .where(or_(*matches))
         .order_by(User.id)
         .limit(1)
     ).first()

@@ -129,3 +129,16 @@ def test_any_order_and_duplication_ends_in_the_clean_row(
         ranks.append(STATE_RANK[row(messy_id)["state"]])
     assert ranks == sorted(ranks), "state moved backwards"
     assert row(messy_id) == row(clean_id)
+
+
+@pytest.mark.parametrize(
+    ("answered_by", "found"),
+    [("777ann@fpbx.de", "ann"), ("sip:777ANN@fpbx.de", "ann"), ("777ann", "ann"),
+     ("101", "ann"), ("777a%", None), ("777_nn", None), ("777bob@other.host", None), ("", None)],
+)
+def test_the_answering_party_finds_its_agent(
+    ctx: Flask, users: dict[str, int], answered_by: str, found: str | None
+) -> None:
+    with db.new_session() as session:
+        agent = calls.find_agent(session, answered_by)
+        assert (agent.name if agent else None) == found
