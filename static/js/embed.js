@@ -265,28 +265,18 @@
   var known = {};
   var pendingRecord = null;
 
-  function text(row, selector) {
-    var el = row.querySelector(selector);
-    var value = el ? el.textContent.trim() : "";
-    return value && value !== "unknown" ? value : null;
-  }
-  function seconds(value) {
-    if (!value) return 0;
-    return value.split(":").reduce(function (total, part) { return total * 60 + (parseInt(part, 10) || 0); }, 0);
-  }
-
   function seen(row) {
     if (!row.id || row.id.indexOf("call-") !== 0 || !row.dataset.state) return;
     var callId = row.id.slice(5);
     var k = known[callId] || (known[callId] = {});
-    var meta = (text(row, ".call__meta") || "").split("·");
-    var direction = meta.length > 1 ? meta[1].trim() : null;
-    var call = { callId: callId, direction: direction, from: text(row, ".call__from"), to: text(row, ".call__to") };
+    // The row's data-* attributes are the machine-readable copy of what it shows.
+    var direction = row.dataset.direction || null;
+    var call = { callId: callId, direction: direction, from: row.dataset.from || null, to: row.dataset.to || null };
     var own = row.dataset.section === "calls-mine" || row.classList.contains("call--own");
     if (row.dataset.state === "ended") {
       if ((k.popped || k.started) && !k.ended) {
-        post("call_ended", { callId: callId, status: (text(row, ".call__state") || "ended").toLowerCase(),
-          duration: seconds(text(row, ".call__timer--done")), record: k.record || null });
+        post("call_ended", { callId: callId, status: row.dataset.outcome || "ended",
+          duration: parseInt(row.dataset.duration, 10) || 0, record: k.record || null });
       }
       k.ended = true;
       return;
