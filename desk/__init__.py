@@ -95,7 +95,7 @@ def register_live(app: Flask) -> None:
 
     app.register_blueprint(live_bp)
     hub.configure(
-        renderer=lambda changes: render_changes(app, changes),
+        renderer=lambda changes, roles: render_changes(app, changes, roles),
         redis_url=app.config["DESK_REDIS_URL"],
         status_renderer=lambda: render_status(app),
         channel=app.config["DESK_REDIS_CHANNEL"],

@@ -33,6 +33,8 @@ Fragments = list[tuple[str, str]]
 """(audience, html) pairs. Audiences: "supervisor", "agents", "agent:<id>", "others:<id>"
 (every agent except <id>)."""
 
+BATCH_JOBS = 1000  # committed changes merged into one render, at most
+
 RECONNECT = object()  # put in an outbox: close the socket with 1012 so the board resyncs
 
 
@@ -79,7 +81,8 @@ class Board:
         self.outbox.put_nowait(RECONNECT)
 
 
-Renderer = Callable[[Changes], Fragments]
+Renderer = Callable[[Changes, set[str]], Fragments]
+"""Renders changes for the roles that have boards in this process ("agent", "supervisor")."""
 
 
 class Hub:
@@ -162,15 +165,38 @@ class Hub:
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
-            changes, local_origin = self._jobs.get()
-            if not changes:
+            everything, local = self._next_batch()
+            if local and self.redis_url:
+                self._publish_redis(local)  # ids only: other processes render for their boards
+            if not everything:
                 continue
             try:
-                self.deliver(changes)
+                self.deliver(everything)
             except Exception:
                 log.exception("rendering a live update failed; boards will catch up on reconnect")
-            if local_origin and self.redis_url:
-                self._publish_redis(changes)
+
+    def _next_batch(self) -> tuple[Changes, Changes]:
+        """Wait for a change, then take everything else already queued with it.
+
+        Under load the queue fills while one batch renders; merging it into one render (a
+        call changed three times is rendered once, in its latest state) keeps the
+        dispatcher's work per second bounded by its render time, not by the event rate.
+        Returns (all changes to deliver here, the ones committed in this process).
+        """
+        everything: Changes = {}
+        local: Changes = {}
+        job: tuple[Changes, bool] | None = self._jobs.get()
+        for _ in range(BATCH_JOBS):
+            changes, local_origin = job
+            for kind, ids in changes.items():
+                everything.setdefault(kind, set()).update(ids)
+                if local_origin:
+                    local.setdefault(kind, set()).update(ids)
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+        return everything, local
 
     def deliver(self, changes: Changes) -> None:
         """Render once per audience and queue the same string for every matching board."""
@@ -178,7 +204,8 @@ class Hub:
             boards = list(self.boards)
         if not boards or self._renderer is None:
             return
-        fragments = self._renderer(changes)
+        roles = {board.role for board in boards}
+        fragments = self._renderer(changes, roles)
         self._fan_out(boards, fragments)
 
     def _fan_out(self, boards: list[Board], fragments: Fragments) -> None:

@@ -164,7 +164,8 @@ def test_a_call_change_pushes_the_counters_to_supervisors_only(
         call = add_call("push", state="ringing", started_at=datetime.now(UTC))
         db.session.commit()
         call_id = call.id
-    fragments = render_changes(app, {"calls": {call_id}})
+    everyone = {"agent", "supervisor"}
+    fragments = render_changes(app, {"calls": {call_id}}, everyone)
     counters = [(aud, html) for aud, html in fragments if 'id="wallboard-counters"' in html]
     assert [aud for aud, _ in counters] == ["supervisor"]
     html = counters[0][1]
@@ -172,7 +173,10 @@ def test_a_call_change_pushes_the_counters_to_supervisors_only(
     assert 'data-counter="waiting">1<' in html
     # Presence changes alone do not recompute the counters.
     assert not any("wallboard-counters" in h for _, h in render_changes(
-        app, {"agents": {users["ann"]}}))
+        app, {"agents": {users["ann"]}}, everyone))
+    # A process with no supervisor board open does not compute them at all.
+    assert not any("wallboard-counters" in h for _, h in render_changes(
+        app, {"calls": {call_id}}, {"agent"}))
 
 
 def test_snapshot_resyncs_the_counters_for_supervisors(app: Flask, users: dict[str, int]) -> None:

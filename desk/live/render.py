@@ -33,12 +33,17 @@ def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
                            may_act=may_act, oob=oob)
 
 
-def call_fragments(call: Call) -> Fragments:
+def call_fragments(call: Call, roles: set[str] = frozenset({"agent", "supervisor"})) -> Fragments:
     """The renderings of one call: for supervisors, its agent, and every other agent.
 
-    Supervisors may act on any call, an agent on its own; nobody else sees buttons.
+    Supervisors may act on any call, an agent on its own; nobody else sees buttons. Only
+    the ``roles`` that have boards open are rendered for.
     """
-    fragments = [("supervisor", _row(call, supervisor_section(call), may_act=True))]
+    fragments: Fragments = []
+    if "supervisor" in roles:
+        fragments.append(("supervisor", _row(call, supervisor_section(call), may_act=True)))
+    if "agent" not in roles:
+        return fragments
     if call.agent_id is not None:
         fragments.append((f"agent:{call.agent_id}",
                           _row(call, agent_section(call, call.agent_id), own=True, may_act=True)))
@@ -56,28 +61,31 @@ def row_for(user: User, call: Call) -> str:
     return _row(call, agent_section(call, user.id), own=own, may_act=own, oob=False)
 
 
-def render_changes(app: Flask, changes: Changes) -> Fragments:
-    """Called by the hub's dispatcher thread, once per committed change batch.
+def render_changes(app: Flask, changes: Changes, roles: set[str]) -> Fragments:
+    """Called by the hub's dispatcher thread for each (merged) batch of committed changes.
 
-    A bare request context (no real request) lets fragments use ``url_for`` like the page.
+    Renders only for the ``roles`` with boards in this process: a process holding no
+    supervisor board never computes the wallboard. A bare request context (no real
+    request) lets fragments use ``url_for`` like the page.
     """
+    supervisors, agents = "supervisor" in roles, "agent" in roles
     with app.test_request_context(), db.new_session() as session:
         fragments: Fragments = []
         call_ids = changes.get("calls", set())
         for call in queries.calls_by_id(session, call_ids):
-            fragments.extend(call_fragments(call))
+            fragments.extend(call_fragments(call, roles))
         agent_ids = changes.get("agents", set())
         if agent_ids:
-            current = queries.current_calls(session, agent_ids)
+            current = queries.current_calls(session, agent_ids) if supervisors else {}
             for person in queries.people(session, agent_ids):
-                tile = render_template(
-                    "_agent_tile.html", person=person, call=current.get(person.id), oob=True
-                )
-                fragments.append(("supervisor", tile))
-                fragments.append(
-                    (f"agent:{person.id}", render_template("_presence.html", me=person, oob=True))
-                )
-        if "alerts" in changes:
+                if supervisors:
+                    fragments.append(("supervisor", render_template(
+                        "_agent_tile.html", person=person, call=current.get(person.id),
+                        oob=True)))
+                if agents:
+                    fragments.append((f"agent:{person.id}", render_template(
+                        "_presence.html", me=person, oob=True)))
+        if "alerts" in changes and supervisors:
             fragments.append(("supervisor", render_template(
                 "_alerts.html", alerts=queries.open_alerts(session), oob=True)))
         if call_ids:
@@ -86,6 +94,7 @@ def render_changes(app: Flask, changes: Changes) -> Fragments:
             )
             fragments.append(("supervisor", counters))
             fragments.append(("agents", counters))
+        if call_ids and supervisors:
             # Today's wallboard counters: a few indexed queries, once per change batch.
             wb = wallboard.compute(session, app.config["DESK_TIMEZONE"])
             fragments.append(("supervisor", render_template(

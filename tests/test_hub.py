@@ -1,0 +1,42 @@
+"""desk.hub: how committed changes are merged, routed to audiences and handed to boards."""
+
+from __future__ import annotations
+
+from desk.hub import RECONNECT, Board, Hub
+
+
+def test_queued_changes_are_merged_into_one_render_and_only_local_ones_are_published() -> None:
+    hub = Hub()
+    hub._jobs.put(({"calls": {1}}, True))
+    hub._jobs.put(({"calls": {1, 2}, "agents": {7}}, False))  # from another process
+    hub._jobs.put(({"calls": {3}}, True))
+    everything, local = hub._next_batch()
+    assert everything == {"calls": {1, 2, 3}, "agents": {7}}
+    assert local == {"calls": {1, 3}}
+    assert hub._jobs.empty()
+
+
+def test_each_board_gets_the_fragments_of_its_audience_as_one_string() -> None:
+    hub = Hub()
+    rendered: list[set[str]] = []
+
+    def renderer(changes: dict, roles: set[str]) -> list[tuple[str, str]]:
+        rendered.append(roles)
+        return [("supervisor", "<s/>"), ("agent:1", "<mine/>"), ("others:1", "<theirs/>"),
+                ("agents", "<all/>")]
+
+    hub.configure(renderer)
+    ann, bob, sue = Board(1, "agent"), Board(2, "agent"), Board(3, "supervisor")
+    hub.boards.update({ann, bob, sue})
+    hub.deliver({"calls": {1}})
+    assert rendered == [{"agent", "supervisor"}]  # rendered once for everyone
+    assert ann.outbox.get_nowait() == "<mine/><all/>"
+    assert bob.outbox.get_nowait() == "<theirs/><all/>"
+    assert sue.outbox.get_nowait() == "<s/>"
+
+
+def test_a_board_too_far_behind_is_told_to_reconnect() -> None:
+    board = Board(1, "agent", max_queue=2)
+    assert board.offer("a") and board.offer("b")
+    assert not board.offer("c")
+    assert board.outbox.get_nowait() is RECONNECT and board.outbox.empty()
