@@ -116,6 +116,24 @@ def browser() -> Iterator[Any]:
         yield browser
 
 
+@pytest.fixture
+def viewport() -> dict[str, int]:
+    """The browser window size; a test module overrides this fixture for a larger screen."""
+    return {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
+    """A fresh browser context and page; fails the test on any JavaScript error."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
 def require(service: str, error: Exception | None) -> None:
     """Skip locally, fail in CI, when a real service the test needs is not there."""
     if error is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.servers import BIN, ROOT, free_port
 
@@ -73,14 +73,8 @@ def demo(tmp_path: Path) -> Iterator[DemoRun]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+def viewport() -> dict[str, int]:
+    return {"width": 1280, "height": 900}
 
 
 def test_make_run_shows_live_calls_a_dial_and_working_buttons(demo: DemoRun, page: Page) -> None:

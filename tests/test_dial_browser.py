@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer, desk_env, prepare
@@ -35,18 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, pbx: TeleforgeStandIn) -> I
     live = LiveServer(env)
     yield live
     live.stop()
-
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def log_in(page: Page, server: LiveServer, name: str, path: str = "/") -> None:
