@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,17 @@ def prepare(env: dict[str, str], password: str) -> None:
               stdin=password + "\n")
     flask_cli(env, "users", "create", "sue", "--role", "supervisor", "--extension", "100",
               stdin=password + "\n")
+
+
+@contextmanager
+def running_desk(env: dict[str, str], password: str, workers: int = 1) -> Iterator[LiveServer]:
+    """Migrate, create the standard users, serve under gunicorn; stop afterwards."""
+    prepare(env, password)
+    live = LiveServer(env, workers=workers)
+    try:
+        yield live
+    finally:
+        live.stop()
 
 
 class LiveServer:

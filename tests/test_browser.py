@@ -9,17 +9,15 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, prepare
+from tests.servers import LiveServer, desk_env, running_desk
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     path: Path = tmp_path_factory.mktemp("browser") / "desk.sqlite3"
     env = desk_env(f"sqlite:///{path}")
-    prepare(env, PASSWORD)
-    live = LiveServer(env)
-    yield live
-    live.stop()
+    with running_desk(env, PASSWORD) as live:
+        yield live
 
 
 def log_in(page: Page, server: LiveServer, name: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, prepare
+from tests.servers import LiveServer, desk_env, running_desk
 from tests.teleforge_standin import Answer, TeleforgeStandIn
 
 pytestmark = pytest.mark.browser
@@ -31,10 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, pbx: TeleforgeStandIn) -> I
     path: Path = tmp_path_factory.mktemp("dial-browser") / "desk.sqlite3"
     env = desk_env(f"sqlite:///{path}", DESK_TELEFORGE_URL=pbx.url, DESK_PROVIDER_TIMEOUT="20",
                    DESK_TELEFORGE_CALLER_IDS="27820001111")
-    prepare(env, PASSWORD)
-    live = LiveServer(env)
-    yield live
-    live.stop()
+    with running_desk(env, PASSWORD) as live:
+        yield live
 
 
 def log_in(page: Page, server: LiveServer, name: str, path: str = "/") -> None:

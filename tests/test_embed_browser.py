@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Frame, Page, expect
+from playwright.sync_api import Frame, Page, expect
 
 from tests.conftest import PASSWORD
 from tests.servers import BIN, ROOT, LiveServer, desk_env, free_port, prepare
@@ -86,14 +86,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+def viewport() -> dict[str, int]:
+    return {"width": 1100, "height": 800}
 
 
 def desk_frame(page: Page) -> Frame:

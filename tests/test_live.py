@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, prepare, recv_until
+from tests.servers import LiveServer, desk_env, recv_until, running_desk
 
 CALL = "5b3a1c0f9e7d2a4b6c8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b1c"
 
@@ -23,10 +23,8 @@ CALL = "5b3a1c0f9e7d2a4b6c8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b1c"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     path: Path = tmp_path_factory.mktemp("live") / "desk.sqlite3"
     env = desk_env(f"sqlite:///{path}")
-    prepare(env, PASSWORD)
-    live = LiveServer(env)
-    yield live
-    live.stop()
+    with running_desk(env, PASSWORD) as live:
+        yield live
 
 
 def test_board_gets_a_snapshot_then_the_call_as_it_rings_is_answered_and_ends(

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select
 
 from desk.models import Call, Delivery
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, prepare, recv_until
+from tests.servers import LiveServer, desk_env, recv_until, running_desk
 from tests.services import fresh_postgres_database
 
 
@@ -23,10 +23,8 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(pg_url: str) -> Iterator[LiveServer]:
     env = desk_env(pg_url)
-    prepare(env, PASSWORD)  # `flask db upgrade` runs the migrations on PostgreSQL
-    live = LiveServer(env, workers=2)  # two processes: no Redis, but one database
-    yield live
-    live.stop()
+    with running_desk(env, PASSWORD, workers=2) as live:
+        yield live
 
 
 def test_webhook_to_board_on_postgres(server: LiveServer) -> None:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, prepare
+from tests.servers import LiveServer, desk_env, running_desk
 
 pytestmark = pytest.mark.browser
 
@@ -22,10 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     # Thresholds of 1 and 2 seconds so the amber and red timers show within the test.
     env = desk_env(f"sqlite:///{path}", DESK_TIMER_AMBER="1", DESK_TIMER_RED="2",
                    DESK_TIMEZONE="Europe/Berlin")
-    prepare(env, PASSWORD)
-    live = LiveServer(env)
-    yield live
-    live.stop()
+    with running_desk(env, PASSWORD) as live:
+        yield live
 
 
 @pytest.fixture
