@@ -2,8 +2,8 @@
 
 Seeds SQLite and PostgreSQL (fresh databases, migrated with the real Alembic revisions)
 with a year of calls, about 2,700 a day in business hours, today's up to now, and a few
-dozen live ones; then times each wallboard counter query (``desk.wallboard``, exactly what
-every live push runs) and the history searches (``desk.board.history.calls_query``, first
+dozen live ones; then times each wallboard counter query (``desk.services.wallboard``, exactly what
+every live push runs) and the history searches (``desk.web.history.calls_query``, first
 page and a deep page, as the page runs them). Prints numbers; asserts nothing.
 
     python bench/wallboard.py                  # 1,000,000 calls, SQLite and PostgreSQL
@@ -31,11 +31,12 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.common import Database, machine  # noqa: E402
-from desk import create_app, wallboard  # noqa: E402
-from desk.board.history import PER_PAGE, CallFilters, calls_query  # noqa: E402
+from desk import create_app  # noqa: E402
 from desk.cli import upgrade_database  # noqa: E402
 from desk.extensions import db  # noqa: E402
 from desk.models import User  # noqa: E402
+from desk.services import wallboard  # noqa: E402
+from desk.web.history import PER_PAGE, CallFilters, calls_query  # noqa: E402
 
 AGENTS = 50
 TZ = "Europe/Berlin"

@@ -32,9 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_live(app)
     register_cli(app)
-    register_background(app)
     register_embedding(app)
-    register_simulators(app)
+    register_background(app)
     return app
 
 
@@ -46,8 +45,8 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from desk import auth  # noqa: F401  (login loaders register on import)
     from desk.extensions import csrf, db, htmx, hub, login_manager, sock
+    from desk.web import auth  # noqa: F401  (login loaders register on import)
 
     db.init_app(app, on_commit=hub.publish)
     sock.init_app(app)
@@ -68,16 +67,14 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from desk.api import bp as api_bp
-    from desk.board import bp as board_bp
     from desk.errors import register_errors
-    from desk.extensions import csrf
-    from desk.formatting import register_filters
-    from desk.webhooks import bp as webhooks_bp
+    from desk.providers import register_webhooks
+    from desk.web import bp as board_bp
+    from desk.web.formatting import register_filters
 
-    csrf.exempt(webhooks_bp)  # providers authenticate with credentials, not cookies
     app.register_blueprint(board_bp)
-    app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
+    register_webhooks(app)
     register_errors(app)
     register_filters(app)
 
@@ -90,8 +87,8 @@ def register_blueprints(app: Flask) -> None:
 
 def register_live(app: Flask) -> None:
     from desk.extensions import hub
-    from desk.live import bp as live_bp
     from desk.live.render import render_changes, render_status
+    from desk.live.views import bp as live_bp
 
     app.register_blueprint(live_bp)
     hub.configure(
@@ -108,22 +105,18 @@ def register_cli(app: Flask) -> None:
     register(app)
 
 
-def register_background(app: Flask) -> None:
-    """Teleforge: the dial client (checked now), and the notification consumer, which each
-    server process starts with its first request (never at import, in CLI commands or tests)."""
-    from desk import dial, teleforge_listener
-
-    dial.init_app(app)
-    teleforge_listener.init_app(app)
-
-
 def register_embedding(app: Flask) -> None:
-    from desk.embed import register_embedding as register
+    from desk.web.embed import register_embedding as register
 
     register(app)
 
 
-def register_simulators(app: Flask) -> None:
-    from desk.simulator import register_simulators as register
+def register_background(app: Flask) -> None:
+    """The one place that starts background work: the providers' clients and consumers
+    (``desk.providers.start``) and, in demo mode, the simulators. Consumers and simulators
+    start with a server process's first request, never at import or in CLI commands."""
+    from desk import providers
+    from desk.simulator import register_simulators
 
-    register(app)
+    providers.start(app)
+    register_simulators(app)

@@ -178,7 +178,7 @@ def teleforge_listen() -> None:
     """
     import signal
 
-    from desk.teleforge_listener import TeleforgeListener, redis_url_for
+    from desk.providers.teleforge.listener import TeleforgeListener, redis_url_for
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     url = redis_url_for(app)

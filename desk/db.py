@@ -1,10 +1,10 @@
 """Database plumbing: the engine, the request-scoped session and publish-after-commit.
 
-Models live in ``desk.models``; services (``desk.calls``, the views) own transactions. This
-module only builds the engine for ``DESK_DATABASE_URL`` (SQLite gets WAL, a busy timeout and
-real SAVEPOINTs; PostgreSQL works as is) and wires the session so that whatever a transaction
-marked as changed is handed to the live hub *after* the commit succeeds — a browser never
-sees a state that was rolled back.
+Models live in ``desk.models``; services (``desk.services``) own transactions. This module
+only builds the engine for ``DESK_DATABASE_URL`` (SQLite gets WAL, a busy timeout and real
+SAVEPOINTs; PostgreSQL works as is) and wires the session so that whatever a transaction
+marked as changed (``desk.live.changes``) is handed to the live hub *after* the commit
+succeeds — a browser never sees a state that was rolled back.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-Changes = dict[str, set[int]]
-"""What a transaction changed, by kind: {"calls": {ids}, "agents": {ids}}."""
+from desk.live import changes
+from desk.live.changes import Changes
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -62,24 +62,24 @@ def end_reads(session: Session | scoped_session[Session]) -> None:
         real.commit()
 
 
-def mark_changed(session: Session, kind: str, ident: int) -> None:
-    """Remember that ``ident`` of ``kind`` changed; it is published after commit."""
-    changes: Changes = session.info.setdefault("desk_changes", {})
-    changes.setdefault(kind, set()).add(ident)
-
-
 class Database:
     """The engine and a scoped session factory, configured by ``init_app``."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.session: scoped_session[Session] = scoped_session(sessionmaker())
+        self.factory: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
+        self.session: scoped_session[Session] = scoped_session(self.factory)
         self._on_commit: Callable[[Changes], None] | None = None
+        # Every session of this database (request-scoped or ``new_session``) publishes what
+        # it marked after its commit, and forgets it after a rollback (a real rollback of the
+        # whole transaction, not a SAVEPOINT's: nothing of what it marked happened).
+        event.listen(self.factory, "after_commit", self._after_commit)
+        event.listen(self.factory, "after_rollback", changes.discard)
 
     def init_app(self, app: Any, on_commit: Callable[[Changes], None]) -> None:
         self.engine = make_engine(app.config["DESK_DATABASE_URL"])
         self.session.remove()
-        self.session.configure(bind=self.engine, expire_on_commit=False)
+        self.factory.configure(bind=self.engine)
         self._on_commit = on_commit
         app.teardown_appcontext(lambda _exc: self.session.remove())
 
@@ -88,30 +88,16 @@ class Database:
         if self.engine is not None:
             self.engine.dispose()
 
-    def publish_after_commit(self, session: Session) -> None:
-        changes: Changes = session.info.pop("desk_changes", {})
-        if changes and self._on_commit is not None:
-            self._on_commit(changes)
+    def _after_commit(self, session: Session) -> None:
+        changed = changes.collect(session)
+        if changed and self._on_commit is not None:
+            self._on_commit(changed)
 
     @contextmanager
     def new_session(self) -> Iterator[Session]:
         """A session outside any request (background threads, CLI)."""
-        session = Session(bind=self.engine, expire_on_commit=False)
+        session = self.factory()
         try:
             yield session
         finally:
             session.close()
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    from desk.extensions import db
-
-    db.publish_after_commit(session)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    # Fires for a real rollback of the whole transaction (not for a SAVEPOINT): nothing of
-    # what it marked happened, so nothing is published.
-    session.info.pop("desk_changes", None)

@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 
 from desk.db import Database
-from desk.hub import Hub
+from desk.live.hub import Hub
 
 db = Database()
 sock = Sock()

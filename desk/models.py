@@ -1,6 +1,6 @@
 """The desk's tables as typed SQLAlchemy 2 models.
 
-Models hold data and small derived properties only; they never commit. ``desk.calls`` owns
+Models hold data and small derived properties only; they never commit. ``desk.services.ingest`` owns
 the call state machine and its transaction, the views own theirs. Timestamps are stored as
 naive UTC and handed back timezone-aware (``UTCDateTime``), so SQLite and PostgreSQL agree.
 Schema changes go through Alembic revisions in ``migrations/versions``.
@@ -292,7 +292,7 @@ class Alert(Base):
 
 class RoutingConfig(Base):
     """The inbound routing rules supervisors edit: one row, the rules as a JSON document
-    (validated by ``desk.routing.Rules`` before it is stored)."""
+    (validated by ``desk.domain.routing.Rules`` before it is stored)."""
 
     __tablename__ = "routing_config"
 
@@ -304,7 +304,7 @@ class RoutingConfig(Base):
 
 
 class EmbedGrant(Base):
-    """A short-lived credential for the desk inside a CRM iframe (``desk.embed``).
+    """A short-lived credential for the desk inside a CRM iframe (``desk.web.embed``).
 
     ``kind`` is ``code`` (the popup login's one-time code, 60 s), ``ticket`` (one page load
     or websocket connect, 60 s) or ``token`` (the iframe's header credential when it keeps

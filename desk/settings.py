@@ -24,7 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _flag(name: str, raw: Any) -> bool:
+def flag(name: str, raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
     value = str(raw).strip().lower()
@@ -53,19 +53,6 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_REDIS_CHANNEL": ("desk:live", "str"),
     "DESK_DEMO": ("", "str"),
     "DESK_COOKIE_SECURE": ("auto", "str"),
-    "DESK_PLACETEL_USER": ("", "str"),
-    "DESK_PLACETEL_PASSWORD": ("", "str"),
-    "DESK_TELEFORGE_URL": ("", "str"),
-    "DESK_TELEFORGE_VERSION": ("3.3", "str"),
-    "DESK_TELEFORGE_REDIS_URL": ("", "str"),
-    "DESK_TELEFORGE_LIST": ("teleforge:notifications", "str"),
-    "DESK_TELEFORGE_CALLER_IDS": ("", "str"),
-    "DESK_TELEFORGE_LISTEN": ("1", "str"),
-    "DESK_MEDIASERVICE_URL": ("", "str"),
-    "DESK_MEDIASERVICE_DOMAIN": ("", "str"),
-    "DESK_MEDIASERVICE_KEY_FILE": ("", "str"),
-    "DESK_MEDIASERVICE_CALLBACK_KEY_FILE": ("", "str"),
-    "DESK_STRINGEE_TOKEN": ("", "str"),
     "DESK_PROVIDER_TIMEOUT": ("5", "float"),
     "DESK_TIMEZONE": ("UTC", "str"),
     "DESK_TIMER_AMBER": ("180", "int:1"),
@@ -82,15 +69,23 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
 }
 
 
-PROVIDER_SETTINGS = (
-    "DESK_PLACETEL_USER", "DESK_PLACETEL_PASSWORD", "DESK_TELEFORGE_URL",
-    "DESK_MEDIASERVICE_URL", "DESK_STRINGEE_TOKEN",
-)
+def all_settings() -> dict[str, tuple[Any, str]]:
+    """The desk's own settings and every registered provider's (``desk.providers``)."""
+    from desk.providers import REGISTRY
+
+    settings = dict(DEFAULTS)
+    for provider in REGISTRY.values():
+        settings.update(provider.settings)
+    return settings
 
 
 def providers_configured(config: Mapping[str, Any]) -> bool:
     """True when at least one real provider is configured (then demo mode is off)."""
-    return any(config.get(name) for name in PROVIDER_SETTINGS)
+    from desk.providers import REGISTRY
+
+    return any(
+        config.get(name) for provider in REGISTRY.values() for name in provider.configured_by
+    )
 
 
 def _float(name: str, raw: Any) -> float:
@@ -111,12 +106,13 @@ def load_settings(
     """Build the desk's config from the environment, with ``overrides`` taking precedence."""
     env = os.environ if environ is None else environ
     overrides = dict(overrides or {})
+    known = all_settings()
     raw: dict[str, Any] = {}
-    for name, (default, _kind) in DEFAULTS.items():
+    for name, (default, _kind) in known.items():
         raw[name] = overrides.pop(name, env.get(name, default))
 
     config: dict[str, Any] = {}
-    for name, (_default, kind) in DEFAULTS.items():
+    for name, (_default, kind) in known.items():
         value = raw[name]
         if kind.startswith("int:"):
             config[name] = _int(name, value, int(kind.split(":", 1)[1]))
@@ -130,7 +126,7 @@ def load_settings(
     if demo_raw in ("", None):
         config["DESK_DEMO"] = not providers_configured(config)
     else:
-        config["DESK_DEMO"] = _flag("DESK_DEMO", demo_raw)
+        config["DESK_DEMO"] = flag("DESK_DEMO", demo_raw)
 
     testing = bool(overrides.get("TESTING"))
     if not config["DESK_SECRET_KEY"]:
@@ -148,14 +144,8 @@ def load_settings(
 
     secure = str(config["DESK_COOKIE_SECURE"]).lower()
     config["DESK_COOKIE_SECURE"] = (
-        not config["DESK_DEMO"] if secure == "auto" else _flag("DESK_COOKIE_SECURE", secure)
+        not config["DESK_DEMO"] if secure == "auto" else flag("DESK_COOKIE_SECURE", secure)
     )
-
-    if bool(config["DESK_PLACETEL_USER"]) != bool(config["DESK_PLACETEL_PASSWORD"]):
-        raise SettingsError(
-            "Set both DESK_PLACETEL_USER and DESK_PLACETEL_PASSWORD (they are the Basic auth "
-            "credentials you put into the URL in Placetel's portal), or neither."
-        )
 
     try:
         ZoneInfo(config["DESK_TIMEZONE"])
@@ -178,20 +168,14 @@ def load_settings(
     # and never when a provider is configured.
     simulate = config["DESK_SIMULATE"]
     config["DESK_SIMULATE"] = (
-        config["DESK_DEMO"] if simulate in ("", None) else _flag("DESK_SIMULATE", simulate)
+        config["DESK_DEMO"] if simulate in ("", None) else flag("DESK_SIMULATE", simulate)
     ) and not providers_configured(config)
-    config["DESK_WS_COMPRESSION"] = _flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
-    listen = config["DESK_TELEFORGE_LISTEN"]
-    config["DESK_TELEFORGE_LISTEN"] = _flag("DESK_TELEFORGE_LISTEN", listen)
-    config["DESK_TELEFORGE_CALLER_IDS"] = [
-        part.strip() for part in str(config["DESK_TELEFORGE_CALLER_IDS"]).split(",")
-        if part.strip()
-    ]
-    if config["DESK_MEDIASERVICE_URL"] and not config["DESK_MEDIASERVICE_DOMAIN"]:
-        raise SettingsError(
-            "DESK_MEDIASERVICE_DOMAIN is required with DESK_MEDIASERVICE_URL "
-            "(it looks like customer47.prod-eu-north-1.iotcomms.io)."
-        )
+    config["DESK_WS_COMPRESSION"] = flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
+    from desk.providers import REGISTRY
+
+    for provider in REGISTRY.values():
+        if provider.check_settings is not None:
+            provider.check_settings(config)
 
     # Flask's own names, derived from ours.
     config.update(

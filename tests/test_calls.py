@@ -1,4 +1,4 @@
-"""desk.calls: the state machine is idempotent and order-tolerant (property-based)."""
+"""desk.services.ingest: the state machine is idempotent and order-tolerant (property-based)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from desk import calls
-from desk.events import STATE_RANK
+from desk.domain.events import STATE_RANK
 from desk.extensions import db
 from desk.models import Call, Delivery
-from desk.providers import placetel
+from desk.providers.placetel import parse as placetel
+from desk.services import ingest
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 _example = itertools.count()
@@ -41,9 +41,9 @@ def deliveries(call_id: str, hangup: str = "accepted", duration: int = 95) -> li
     return items
 
 
-def apply(form: dict, at: datetime) -> calls.IngestResult:
+def apply(form: dict, at: datetime) -> ingest.IngestResult:
     with db.new_session() as session:
-        return calls.ingest(session, "placetel", placetel.parse(form, at), str(form), None)
+        return ingest.ingest(session, "placetel", placetel.parse(form, at), str(form), None)
 
 
 def row(call_id: str) -> dict:
@@ -140,5 +140,5 @@ def test_the_answering_party_finds_its_agent(
     ctx: Flask, users: dict[str, int], answered_by: str, found: str | None
 ) -> None:
     with db.new_session() as session:
-        agent = calls.find_agent(session, answered_by)
+        agent = ingest.find_agent(session, answered_by)
         assert (agent.name if agent else None) == found

@@ -1,5 +1,5 @@
 """Embedding in a CRM: framing headers and cookies with embedding on and off, CSRF on every
-write, and the popup login's code → cookie/token exchange with its tickets (``desk.embed``).
+write, and the popup login's code → cookie/token exchange with its tickets (``desk.web.embed``).
 
 Expiry is tested by moving a grant's ``expires_at`` into the past, never by waiting.
 """
@@ -20,9 +20,9 @@ from websockets.sync.client import connect
 
 from desk import create_app
 from desk.cli import upgrade_database
-from desk.embed import issue
 from desk.extensions import db
 from desk.models import EmbedGrant, User, utcnow
+from desk.web.embed import issue
 from tests.conftest import PASSWORD, add_user, base_config, csrf_from, login
 from tests.servers import LiveServer, desk_env, prepare
 

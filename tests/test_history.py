@@ -15,10 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from desk.audit import record
-from desk.board.history import CSV_BATCH, OUTCOMES, PER_PAGE, neutralise, outcome_condition
 from desk.extensions import db
 from desk.models import Call
+from desk.services.audit import record
+from desk.web.history import CSV_BATCH, OUTCOMES, PER_PAGE, neutralise, outcome_condition
 from tests.conftest import login
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)

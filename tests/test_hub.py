@@ -1,8 +1,8 @@
-"""desk.hub: how committed changes are merged, routed to audiences and handed to boards."""
+"""desk.live.hub: how committed changes are merged, routed to audiences and handed to boards."""
 
 from __future__ import annotations
 
-from desk.hub import RECONNECT, Board, Hub
+from desk.live.hub import RECONNECT, Board, Hub
 
 
 def test_queued_changes_are_merged_into_one_render_and_only_local_ones_are_published() -> None:

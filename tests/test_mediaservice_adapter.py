@@ -28,8 +28,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from desk.events import BadPayload
-from desk.providers import mediaservice as ms
+from desk.domain.events import BadPayload
+from desk.providers.mediaservice import parse as ms
+from desk.providers.mediaservice.answers import (
+    answer_for_call_event,
+    answer_for_call_identifier,
+    answer_for_new_call,
+    answer_for_new_remote_call,
+    session_reference,
+)
+from desk.providers.mediaservice.client import MediaserviceClient, ProviderError
+from desk.providers.mediaservice.signature import BadSignature, verify_callback_signature
 
 AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 DOMAIN = "customer47.prod-eu-north-1.iotcomms.io"
@@ -276,7 +285,7 @@ def test_call_answered_sample_without_desk_reference_waits_for_the_desk() -> Non
 
 def test_call_answered_with_the_desk_reference_names_the_call() -> None:
     result = parse("callAnswered", CALL_ANSWERED,
-                   sessionReferenceId=ms.session_reference(SESSION))
+                   sessionReferenceId=session_reference(SESSION))
     assert result.call_ref == SESSION
     assert result.parsed.events[0].kind == "answered"
     assert "session_reference_id" not in result.facts  # our own reference is not a fact
@@ -292,7 +301,7 @@ def test_desk_reference_is_read_as_object_or_json_text(reference: Any) -> None:
 
 def test_call_answered_on_a_monitoring_leg_is_not_an_answer() -> None:
     result = parse("callAnswered", CALL_ANSWERED, monitoringParticipant=True,
-                   sessionReferenceId=ms.session_reference(SESSION))
+                   sessionReferenceId=session_reference(SESSION))
     assert result.parsed.events == ()
     assert result.facts["monitoring"] is True
 
@@ -529,7 +538,7 @@ AGENT = "sip:201@customer47.prod-eu-north-1.iotcomms.io"
 
 
 def test_new_call_answer_rings_the_agent_and_sets_the_desk_reference() -> None:
-    answer = ms.answer_for_new_call(parse("newCall", NEW_CALL), AGENT, max_ring_time=20)
+    answer = answer_for_new_call(parse("newCall", NEW_CALL), AGENT, max_ring_time=20)
     assert answer == {
         "action": "call", "destAddr": AGENT, "maxRingTime": 20,
         "sessionReferenceId": {"deskCallId": SESSION},
@@ -537,7 +546,7 @@ def test_new_call_answer_rings_the_agent_and_sets_the_desk_reference() -> None:
 
 
 def test_new_call_answer_with_recording() -> None:
-    answer = ms.answer_for_new_call(parse("newCall", NEW_CALL), AGENT, record=True,
+    answer = answer_for_new_call(parse("newCall", NEW_CALL), AGENT, record=True,
                                     recording_file_name="call-1.mp3", max_ring_time=12.5)
     assert answer["callRecording"] is True
     assert answer["recordingFileName"] == "call-1.mp3"
@@ -546,21 +555,21 @@ def test_new_call_answer_with_recording() -> None:
 
 
 def test_new_call_answer_without_an_agent_drops_the_call() -> None:
-    assert ms.answer_for_new_call(parse("newCall", NEW_CALL), None) == {
+    assert answer_for_new_call(parse("newCall", NEW_CALL), None) == {
         "action": "drop", "dropCode": "temporarilyUnavailable"}
 
 
 @pytest.mark.parametrize("bad", ["201", "tel:+4689", "sip:has space@x", "http://x"])
 def test_answers_refuse_what_is_not_a_sip_address(bad: str) -> None:
     with pytest.raises(ValueError, match="sip: or sips: URI"):
-        ms.answer_for_new_call(parse("newCall", NEW_CALL), bad)
+        answer_for_new_call(parse("newCall", NEW_CALL), bad)
 
 
 def test_answers_refuse_the_wrong_callback_and_ring_times() -> None:
     with pytest.raises(ValueError, match="expected a parsed newCall"):
-        ms.answer_for_new_call(parse("callEvent", CALL_EVENT), AGENT)
+        answer_for_new_call(parse("callEvent", CALL_EVENT), AGENT)
     with pytest.raises(ValueError, match="max_ring_time"):
-        ms.answer_for_new_call(parse("newCall", NEW_CALL), AGENT, max_ring_time=0)
+        answer_for_new_call(parse("newCall", NEW_CALL), AGENT, max_ring_time=0)
 
 
 @pytest.mark.parametrize(("changes", "answer"), [
@@ -576,25 +585,25 @@ def test_answers_refuse_the_wrong_callback_and_ring_times() -> None:
 def test_call_event_answers_drop_the_remaining_party(
     changes: dict[str, Any], answer: dict[str, Any]
 ) -> None:
-    assert ms.answer_for_call_event(parse("callEvent", CALL_EVENT, **changes)) == answer
+    assert answer_for_call_event(parse("callEvent", CALL_EVENT, **changes)) == answer
 
 
 def test_call_event_answer_after_a_split_transfers_the_caller() -> None:
     target = "sip:+4640123456@trunk.example"
     caller = parse("callEvent", CALL_EVENT, event="callerConnectionSplit")
     agent = parse("callEvent", CALL_EVENT, event="calleeConnectionSplit")
-    assert ms.answer_for_call_event(caller, target, max_ring_time=25) == {
+    assert answer_for_call_event(caller, target, max_ring_time=25) == {
         "action": "call", "destAddr": target, "maxRingTime": 25}
-    assert ms.answer_for_call_event(agent, target) == {"action": "drop"}
+    assert answer_for_call_event(agent, target) == {"action": "drop"}
 
 
 def test_remote_call_and_call_identifier_answers_carry_the_reference() -> None:
-    remote = ms.answer_for_new_remote_call(parse("newRemoteCall", NEW_REMOTE_CALL))
+    remote = answer_for_new_remote_call(parse("newRemoteCall", NEW_REMOTE_CALL))
     assert remote == {"sessionReferenceId": json.dumps({"deskCallId": SESSION})}
     # Echoed back as text where the schema types it string, it still names the call.
     echoed = ms.parse("callNotify", wire(CALL_NOTIFY, sessionId=None, **remote), AT)
     assert echoed.call_ref == SESSION
-    assert ms.answer_for_call_identifier(parse("getCallIdentifier", GET_CALL_IDENTIFIER)) == {
+    assert answer_for_call_identifier(parse("getCallIdentifier", GET_CALL_IDENTIFIER)) == {
         "sessionId": SESSION, "sessionReferenceId": {"deskCallId": SESSION}}
 
 
@@ -641,20 +650,20 @@ def _signed(keys: KeyPair, **claims: Any) -> dict[str, str]:
 
 def test_a_callback_signed_by_the_provider_is_accepted(provider_keys: KeyPair) -> None:
     headers = _signed(provider_keys, iss="iotcomms")
-    claims = ms.verify_callback_signature(headers, provider_keys.public_pem)
+    claims = verify_callback_signature(headers, provider_keys.public_pem)
     assert claims["iss"] == "iotcomms"
     # Header names match in any case; "Bearer" is optional.
     bare = {"authorization": headers["Authorization"].removeprefix("Bearer ")}
-    assert ms.verify_callback_signature(bare, provider_keys.public_pem.encode())["iss"]
+    assert verify_callback_signature(bare, provider_keys.public_pem.encode())["iss"]
 
 
 def test_a_custom_header_and_audience(provider_keys: KeyPair) -> None:
     token = _signed(provider_keys, aud="desk")["Authorization"]
     headers = {"X-Iotcomms-Signature": token}
-    assert ms.verify_callback_signature(headers, provider_keys.public_pem,
+    assert verify_callback_signature(headers, provider_keys.public_pem,
                                         header="x-iotcomms-signature", audience="desk")
-    with pytest.raises(ms.BadSignature, match="not valid"):
-        ms.verify_callback_signature(headers, provider_keys.public_pem,
+    with pytest.raises(BadSignature, match="not valid"):
+        verify_callback_signature(headers, provider_keys.public_pem,
                                      header="X-Iotcomms-Signature", audience="someone-else")
 
 
@@ -674,14 +683,14 @@ def test_bad_signatures_are_refused(provider_keys: KeyPair, desk_keys: KeyPair) 
         ({"Authorization": "Bearer " + _hs256_with(key)}, "not valid"),
     ]
     for headers, message in cases:
-        with pytest.raises(ms.BadSignature, match=message):
-            ms.verify_callback_signature(headers, key)
+        with pytest.raises(BadSignature, match=message):
+            verify_callback_signature(headers, key)
     tampered = _signed(provider_keys)["Authorization"]
     head, _payload, signature = tampered.removeprefix("Bearer ").split(".")
     forged = jwt.utils.base64url_encode(json.dumps({"iat": int(time.time()),
                                                     "sub": "evil"}).encode()).decode()
-    with pytest.raises(ms.BadSignature, match="not valid"):
-        ms.verify_callback_signature({"Authorization": f"{head}.{forged}.{signature}"}, key)
+    with pytest.raises(BadSignature, match="not valid"):
+        verify_callback_signature({"Authorization": f"{head}.{forged}.{signature}"}, key)
 
 
 def _hs256_with(secret: str) -> str:
@@ -697,14 +706,14 @@ def _hs256_with(secret: str) -> str:
 
 def test_timeless_tokens_pass_only_when_asked(provider_keys: KeyPair) -> None:
     headers = _signed(provider_keys, iat=None, exp=None, sub="x")
-    assert ms.verify_callback_signature(headers, provider_keys.public_pem, max_age=None)
+    assert verify_callback_signature(headers, provider_keys.public_pem, max_age=None)
 
 
 def test_an_unusable_callback_key_is_a_configuration_error(provider_keys: KeyPair) -> None:
     with pytest.raises(ValueError, match="not a PEM public key"):
-        ms.verify_callback_signature(_signed(provider_keys), "not a key")
+        verify_callback_signature(_signed(provider_keys), "not a key")
     with pytest.raises(ValueError, match="not a PEM public key"):
-        ms.verify_callback_signature(_signed(provider_keys), provider_keys.private_pem)
+        verify_callback_signature(_signed(provider_keys), provider_keys.private_pem)
 
 
 # -- the client against a real HTTP server -------------------------------------------------
@@ -774,8 +783,8 @@ def provider() -> Iterator[FakeMediaservice]:
 
 
 @pytest.fixture
-def client(provider: FakeMediaservice, desk_keys: KeyPair) -> ms.MediaserviceClient:
-    return ms.MediaserviceClient(provider.url + "/", DOMAIN, desk_keys.private_pem, timeout=2)
+def client(provider: FakeMediaservice, desk_keys: KeyPair) -> MediaserviceClient:
+    return MediaserviceClient(provider.url + "/", DOMAIN, desk_keys.private_pem, timeout=2)
 
 
 BASE = f"/{DOMAIN}"
@@ -793,7 +802,7 @@ BASE = f"/{DOMAIN}"
      {"replyId": REPLY, "connectionId": "conn-1"}),
 ])
 def test_client_posts_exactly_what_the_document_says(
-    client: ms.MediaserviceClient, provider: FakeMediaservice, desk_keys: KeyPair,
+    client: MediaserviceClient, provider: FakeMediaservice, desk_keys: KeyPair,
     call: Any, path: str, body: dict[str, Any],
 ) -> None:
     assert call(client) == {"success": True}
@@ -809,7 +818,7 @@ def test_client_posts_exactly_what_the_document_says(
 
 
 def test_client_adds_configured_claims(provider: FakeMediaservice, desk_keys: KeyPair) -> None:
-    client = ms.MediaserviceClient(provider.url, DOMAIN, desk_keys.private_pem.encode(),
+    client = MediaserviceClient(provider.url, DOMAIN, desk_keys.private_pem.encode(),
                                    timeout=2, extra_claims={"iss": DOMAIN})
     client.hangupcall(REPLY)
     token = provider.seen[0].headers["Authorization"].removeprefix("Bearer ")
@@ -817,7 +826,7 @@ def test_client_adds_configured_claims(provider: FakeMediaservice, desk_keys: Ke
 
 
 def test_client_lists_prompt_files_with_paging(
-    client: ms.MediaserviceClient, provider: FakeMediaservice
+    client: MediaserviceClient, provider: FakeMediaservice
 ) -> None:
     page = {"next": "page-2", "success": True, "files": [{"size": 4711, "name": "rec.mp3"}]}
     provider.reply(f"{BASE}/promptfile", body=page)
@@ -831,7 +840,7 @@ def test_client_lists_prompt_files_with_paging(
 
 
 def test_client_fetches_a_prompt_file_url(
-    client: ms.MediaserviceClient, provider: FakeMediaservice
+    client: MediaserviceClient, provider: FakeMediaservice
 ) -> None:
     provider.reply(f"{BASE}/promptfile/call%201%2Fa.mp3/url",
                    body={"success": True, "url": "https://s3.example/rec?sig=1"})
@@ -841,11 +850,11 @@ def test_client_fetches_a_prompt_file_url(
 
 
 def test_success_false_is_a_refusal_with_the_providers_reason(
-    client: ms.MediaserviceClient, provider: FakeMediaservice
+    client: MediaserviceClient, provider: FakeMediaservice
 ) -> None:
     provider.reply(f"{BASE}/promptfile/gone.mp3/url",
                    body={"success": False, "reason": "File not found", "error": "NoSuchKey"})
-    with pytest.raises(ms.ProviderError) as caught:
+    with pytest.raises(ProviderError) as caught:
         client.promptfile_url("gone.mp3")
     error = caught.value
     assert (error.kind, error.status) == ("refused", 200)
@@ -853,7 +862,7 @@ def test_success_false_is_a_refusal_with_the_providers_reason(
     assert str(error) == "The call service refused to fetch the recording: File not found."
 
     provider.reply(f"{BASE}/hangupcall", body={"success": False})
-    with pytest.raises(ms.ProviderError, match="refused to hang up the call: it gave no reason"):
+    with pytest.raises(ProviderError, match="refused to hang up the call: it gave no reason"):
         client.hangupcall(REPLY)
 
 
@@ -867,20 +876,20 @@ def test_success_false_is_a_refusal_with_the_providers_reason(
     (200, {"ok": True}, "error", "did not confirm"),
 ])
 def test_http_failures_are_told_apart(
-    client: ms.MediaserviceClient, provider: FakeMediaservice,
+    client: MediaserviceClient, provider: FakeMediaservice,
     status: int, body: Any, kind: str, message: str,
 ) -> None:
     provider.reply(f"{BASE}/startrecording", status=status, body=body)
-    with pytest.raises(ms.ProviderError, match=message) as caught:
+    with pytest.raises(ProviderError, match=message) as caught:
         client.startrecording("a.mp3", REPLY, "conn-1")
     assert (caught.value.kind, caught.value.status) == (kind, status)
 
 
 def test_a_slow_provider_times_out(provider: FakeMediaservice, desk_keys: KeyPair) -> None:
-    client = ms.MediaserviceClient(provider.url, DOMAIN, desk_keys.private_pem, timeout=0.3)
+    client = MediaserviceClient(provider.url, DOMAIN, desk_keys.private_pem, timeout=0.3)
     provider.reply(f"{BASE}/splitconnection", delay=5)
     started = time.monotonic()
-    with pytest.raises(ms.ProviderError, match=r"did not answer within 0.3 s when asked to "
+    with pytest.raises(ProviderError, match=r"did not answer within 0.3 s when asked to "
                                                r"transfer the call; it may still happen") as caught:
         client.splitconnection(REPLY, "conn-1")
     assert time.monotonic() - started < 2
@@ -894,9 +903,9 @@ def test_a_refused_connection_is_unreachable(desk_keys: KeyPair) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Nothing listens on the port any more.
-    client = ms.MediaserviceClient(f"http://127.0.0.1:{port}", DOMAIN, desk_keys.private_pem,
+    client = MediaserviceClient(f"http://127.0.0.1:{port}", DOMAIN, desk_keys.private_pem,
                                    timeout=2)
-    with pytest.raises(ms.ProviderError, match=r"Could not reach the call service to hang up "
+    with pytest.raises(ProviderError, match=r"Could not reach the call service to hang up "
                                                r"the call \(connection refused\)") as caught:
         client.hangupcall(REPLY)
     assert caught.value.kind == "unreachable"
@@ -912,4 +921,4 @@ def test_client_settings_are_checked(args: tuple[Any, ...], message: str,
                                      desk_keys: KeyPair) -> None:
     args = tuple(desk_keys.private_pem if a == "KEY" else a for a in args)
     with pytest.raises(ValueError, match=message):
-        ms.MediaserviceClient(*args)
+        MediaserviceClient(*args)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from desk.events import BadPayload
-from desk.providers import placetel
+from desk.domain.events import BadPayload
+from desk.providers.placetel import parse as placetel
 
 AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 CALL_ID = "f4591ba315d81671d7a06c2a3b4f963dafd119de39cb26edd8a6476676b2f447"

@@ -1,4 +1,4 @@
-"""desk.providers.placetel_route: every example of Placetel's "Your XML response", rebuilt.
+"""desk.providers.placetel.route: every example of Placetel's "Your XML response", rebuilt.
 
 The expected documents are the examples from Placetel's Call Control documentation, with the
 SIP addresses the scraped page hid behind "[email protected]" written as real peers. Both
@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from desk.providers.placetel_route import CONTENT_TYPE, render_route
-from desk.routing import Agent, Decision, RingStep, Rules, decide
+from desk.domain.routing import Agent, Decision, RingStep, Rules, decide
+from desk.providers.placetel.route import CONTENT_TYPE, render_route
 
 PEER_1 = "777aaaaa@fpbx.de"
 PEER_2 = "777bbbbb@fpbx.de"

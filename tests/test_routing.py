@@ -1,10 +1,19 @@
-"""desk.routing: the routing policy as a table of calls and the decisions they get."""
+"""desk.domain.routing: the routing policy as a table of calls and the decisions they get."""
 
 from __future__ import annotations
 
 import pytest
 
-from desk.routing import Address, Agent, Decision, NumberTarget, RingGroup, RingStep, Rules, decide
+from desk.domain.routing import (
+    Address,
+    Agent,
+    Decision,
+    NumberTarget,
+    RingGroup,
+    RingStep,
+    Rules,
+    decide,
+)
 
 ANNA = Agent(1, "anna", "available", sip_peer="777anna@fpbx.de", stringee_user_id="anna")
 BEN = Agent(2, "ben", "available", sip_peer="777ben@fpbx.de")

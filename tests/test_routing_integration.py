@@ -23,10 +23,10 @@ from sqlalchemy import func, select, text
 
 from desk import create_app
 from desk.cli import upgrade_database
+from desk.domain.routing import Rules
 from desk.extensions import db
 from desk.models import AuditEntry, Call, Delivery, RoutingConfig, User
-from desk.routing import Rules
-from desk.routing_store import (
+from desk.services.routing_store import (
     decide_for_call,
     load_rules,
     routing_agents,

@@ -25,7 +25,7 @@ import requests
 from flask import Flask
 
 from desk import create_app
-from desk.simulator.mediaservice import DOMAIN
+from desk.providers.mediaservice.simulator import DOMAIN
 from desk.simulator.traffic import Traffic
 from tests.conftest import PASSWORD, REDIS_URL, require
 from tests.mediaservice_standin import key_pair

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from desk.events import BadPayload
-from desk.providers import stringee
-from desk.routing import Agent, Decision, RingGroup, RingStep, Rules, decide
+from desk.domain.events import BadPayload
+from desk.domain.routing import Agent, Decision, RingGroup, RingStep, Rules, decide
+from desk.providers.stringee import parse as stringee
+from desk.providers.stringee.answers import scco_for_decision, scco_from_helper_params
 
 AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 CALL_ID = "call-vn-1-ZD3IDIXS1J-1515820305477"
@@ -109,7 +110,7 @@ HELPER_EXAMPLES = {
     ("kind", "params", "expected"), HELPER_EXAMPLES.values(), ids=HELPER_EXAMPLES.keys()
 )
 def test_helper_examples_exactly(kind: Any, params: dict[str, str], expected: str) -> None:
-    scco = stringee.scco_from_helper_params(kind, params)
+    scco = scco_from_helper_params(kind, params)
     assert scco == json.loads(expected)
     # Same keys in the same order, so the JSON reads like the document's.
     assert json.dumps(scco) == json.dumps(json.loads(expected))
@@ -117,13 +118,13 @@ def test_helper_examples_exactly(kind: Any, params: dict[str, str], expected: st
 
 def project(**params: str) -> dict[str, Any]:
     """The connect action of the project helper's answer for a call user_1 → ``to``."""
-    scco = stringee.scco_from_helper_params("project", {"from": "user_1", **params})
+    scco = scco_from_helper_params("project", {"from": "user_1", **params})
     assert scco[-1]["action"] == "connect"
     return scco[-1]
 
 
 def test_project_defaults_are_an_app_to_app_peer_to_peer_call() -> None:
-    scco = stringee.scco_from_helper_params(
+    scco = scco_from_helper_params(
         "project", {"from": "user_1", "to": "user_2", "custom": "", "callId": CALL_ID}
     )
     assert scco == [{
@@ -169,21 +170,21 @@ def test_project_parameters_are_passed_on() -> None:
 
 
 def test_recording_formats_and_recording_turns_peer_to_peer_off() -> None:
-    scco = stringee.scco_from_helper_params(
+    scco = scco_from_helper_params(
         "project", {"from": "u1", "to": "u2", "record": "true", "recordFormat": "wav"}
     )
     assert scco[0] == {"action": "record", "eventUrl": "", "format": "wav"}
     assert scco[1]["peerToPeerCall"] is False
-    number = stringee.scco_from_helper_params(
+    number = scco_from_helper_params(
         "number", {"to_number": "u1", "record": "TRUE", "recordFormat": "mp4"}
     )
     assert number[0]["format"] == "mp4"
-    assert stringee.scco_from_helper_params("number", {"to_number": "u1", "record": "false"})[
+    assert scco_from_helper_params("number", {"to_number": "u1", "record": "false"})[
         0]["action"] == "connect"
 
 
 def test_number_helper_without_custom_sends_no_custom_data() -> None:
-    (connect,) = stringee.scco_from_helper_params(
+    (connect,) = scco_from_helper_params(
         "number", {"to_number": "user1", "from": "84899199866"}
     )
     assert connect["from"] == {"type": "external", "number": "84899199866", "alias": "84899199866"}
@@ -216,12 +217,12 @@ def test_invalid_helper_parameters_name_the_parameter(
     kind: Any, params: dict[str, str], message: str
 ) -> None:
     with pytest.raises(BadPayload, match=message):
-        stringee.scco_from_helper_params(kind, params)
+        scco_from_helper_params(kind, params)
 
 
 def test_unknown_helper_kind() -> None:
     with pytest.raises(ValueError, match="kind must be 'project' or 'number'"):
-        stringee.scco_from_helper_params("app", {})  # type: ignore[arg-type]
+        scco_from_helper_params("app", {})  # type: ignore[arg-type]
 
 
 # --- SCCO for the desk's routing decision -----------------------------------------------
@@ -236,7 +237,7 @@ PHONE_TO_APP = {
 
 
 def test_a_single_agent_like_the_phone_to_app_example() -> None:
-    scco = stringee.scco_for_decision(decide("84899199866", "842471234567", (ANNA,)), PHONE_TO_APP)
+    scco = scco_for_decision(decide("84899199866", "842471234567", (ANNA,)), PHONE_TO_APP)
     assert scco == [{
         "action": "connect",
         "from": {"type": "external", "number": "84899199866", "alias": "84899199866"},
@@ -254,7 +255,7 @@ def test_ring_groups_become_connects_in_order_that_continue_on_failure() -> None
     )
     decision = decide("84899199866", "842471234567", (ANNA, BEN, CARA), rules,
                       reachable_by="stringee_user_id")
-    scco = stringee.scco_for_decision(decision, PHONE_TO_APP)
+    scco = scco_for_decision(decision, PHONE_TO_APP)
     assert scco[0] == {"action": "record", "eventUrl": "", "format": "mp3"}
     assert [(c["to"]["number"], c["timeout"], c["continueOnFail"]) for c in scco[1:]] == [
         ("ben", 20, True), ("anna", 20, True), ("cara", 40, False),
@@ -264,14 +265,14 @@ def test_ring_groups_become_connects_in_order_that_continue_on_failure() -> None
 def test_app_originated_requests_keep_the_caller_internal_and_custom_data() -> None:
     params = {"from": "user_1", "to": "user_2", "fromInternal": "true", "userId": "user_1",
               "projectId": "22512", "callId": CALL_ID, "custom": "test-custom-data"}
-    (connect,) = stringee.scco_for_decision(decide("user_1", "user_2", (BEN,)), params)
+    (connect,) = scco_for_decision(decide("user_1", "user_2", (BEN,)), params)
     assert connect["from"] == {"type": "internal", "number": "user_1", "alias": "user_1"}
     assert connect["customData"] == "test-custom-data"
 
 
 def test_external_numbers_are_called_from_our_number() -> None:
     decision = Decision("ring", steps=(RingStep(numbers=("84909985668",), ring_time=None),))
-    (connect,) = stringee.scco_for_decision(decision, PHONE_TO_APP)
+    (connect,) = scco_for_decision(decision, PHONE_TO_APP)
     assert connect["from"] == {"type": "external", "number": "84899199866",
                                "alias": "842471234567"}
     assert connect["to"] == {"type": "external", "number": "84909985668", "alias": "84909985668"}
@@ -284,13 +285,13 @@ def test_external_numbers_are_called_from_our_number() -> None:
      Decision("busy"), Decision("hangup", record=True)],
 )
 def test_decisions_stringee_cannot_express_connect_nobody(decision: Decision) -> None:
-    assert stringee.scco_for_decision(decision, PHONE_TO_APP) == []
+    assert scco_for_decision(decision, PHONE_TO_APP) == []
 
 
 def test_an_agent_without_stringee_user_id_cannot_be_rung() -> None:
     decision = Decision("ring", steps=(RingStep((Agent(4, "dan", "available"),)),))
     with pytest.raises(ValueError, match="no Stringee user id"):
-        stringee.scco_for_decision(decision, PHONE_TO_APP)
+        scco_for_decision(decision, PHONE_TO_APP)
 
 
 # --- call events ------------------------------------------------------------------------

@@ -20,18 +20,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from desk.events import Parsed
-from desk.providers.teleforge import (
+from desk.domain.events import Parsed
+from desk.providers.teleforge.client import TeleforgeClient, TeleforgeError, field_errors_from
+from desk.providers.teleforge.parse import UnknownNotification, parse_notification
+from desk.providers.teleforge.rules import (
     REFERENCE_MAX,
     DialInvalid,
     DialRequest,
-    TeleforgeClient,
-    TeleforgeError,
-    UnknownNotification,
-    field_errors_from,
     generate_reference,
     normalise_number,
-    parse_notification,
     parse_version,
     payload,
     sip_error_header,

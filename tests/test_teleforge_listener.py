@@ -24,11 +24,12 @@ import requests
 from flask import Flask
 from sqlalchemy import select
 
-from desk import calls, create_app
+from desk import create_app
 from desk.cli import upgrade_database
 from desk.extensions import db
 from desk.models import Alert, Call, Delivery
-from desk.teleforge_listener import TeleforgeListener, listener_for
+from desk.providers.teleforge.listener import TeleforgeListener, listener_for
+from desk.services import ingest
 from tests.conftest import PASSWORD, add_user, base_config, login
 from tests.servers import BIN, ROOT, LiveServer, desk_env, prepare, recv_until
 from tests.services import PrivateRedis, shared_redis_url
@@ -75,7 +76,7 @@ def app(tmp_path: Path, queue: tuple[redis.Redis, str]) -> Iterator[Flask]:
 def dialling(app: Flask, reference: str) -> int:
     """A row as the dial form leaves it, before any notification."""
     with app.app_context():
-        call = calls.start_outbound(
+        call = ingest.start_outbound(
             db.session, provider="teleforge", provider_call_id=reference, agent_id=None,
             from_number="101", to_number="0820001234", outbound_id="random",
         )

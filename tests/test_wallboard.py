@@ -13,11 +13,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from desk import create_app, wallboard
+from desk import create_app
 from desk.cli import upgrade_database
 from desk.extensions import db
 from desk.live.render import render_changes, render_snapshot
 from desk.models import Alert, Call, User
+from desk.services import wallboard
 from tests.conftest import base_config, login
 from tests.services import fresh_postgres_database
 

@@ -12,9 +12,9 @@ from typing import Any
 from flask import abort, jsonify, request
 from flask_login import current_user
 
-from desk import actions
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
+from desk.services import actions
 
 
 def _run(do):  # type: ignore[no-untyped-def]

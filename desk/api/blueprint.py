@@ -3,8 +3,8 @@
 from flask import Blueprint, abort, request
 from flask_login import current_user
 
-from desk.auth import via_bearer
 from desk.extensions import csrf
+from desk.web.auth import via_bearer
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)

@@ -15,11 +15,12 @@ from typing import Any
 from flask import abort, current_app, jsonify, request, url_for
 from flask_login import current_user
 
-from desk import dial
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
 from desk.extensions import db
 from desk.models import User
+from desk.providers.teleforge import client as teleforge_client
+from desk.services import dial
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -56,7 +57,7 @@ def post_dial():  # type: ignore[no-untyped-def]
     user = db.session.get(User, current_user.id)
     try:
         outcome = dial.place_call(
-            db.session, dial.client_for(current_app._get_current_object()),  # type: ignore[attr-defined]
+            db.session, teleforge_client.client_for(current_app._get_current_object()),  # type: ignore[attr-defined]
             user=user, agent=values["agent"] or None, callee=values["callee"],
             outbound_id=values["outbound_id"], reference=values["reference"], attempt=attempt,
         )

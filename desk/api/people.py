@@ -7,12 +7,12 @@ from typing import Any
 from flask import abort, jsonify, request
 from flask_login import current_user
 
-from desk import queries
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
 from desk.extensions import db
 from desk.models import PRESENCES, User
-from desk.presence import set_presence
+from desk.services import queries
+from desk.services.presence import set_presence
 
 
 @bp.get("/agents")

@@ -2,7 +2,7 @@
 
 A call row is the same ``_call_row.html`` the page renders; in a push it carries
 ``hx-swap-oob`` and ``data-section`` (where it belongs), and ``static/js/desk.js`` moves it
-there when the section changed or the row is new. See ``desk.hub`` for audiences.
+there when the section changed or the row is new. See ``desk.live.hub`` for audiences.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 
 from flask import Flask, current_app, render_template
 
-from desk import queries, wallboard
 from desk.extensions import db, hub
-from desk.hub import Changes, Fragments
+from desk.live.changes import Changes
+from desk.live.hub import Fragments
 from desk.models import Call, User
+from desk.services import queries, wallboard
 
 
 def agent_section(call: Call, viewer_id: int | None) -> str:

@@ -15,15 +15,15 @@ import queue
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import Blueprint, current_app, request
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
 from desk.extensions import db, hub, sock
-from desk.hub import RECONNECT, Board
-from desk.live import bp
+from desk.live.hub import RECONNECT, Board
 from desk.live.render import render_snapshot
 
+bp = Blueprint("live", __name__)
 log = logging.getLogger(__name__)
 
 POLL = 2.0  # seconds between checks that the peer is still there while the outbox is idle

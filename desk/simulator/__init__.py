@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from desk.simulator.cli import simulate_command
-
 
 def register_simulators(app: Flask) -> None:
     """Start the simulators when ``DESK_SIMULATE`` is on (never with a provider configured).
@@ -30,18 +28,23 @@ def register_simulators(app: Flask) -> None:
     Started with a server process's first request; under ``TESTING`` a test starts them
     (``app.extensions["simulator"].ensure_started(url)``).
     """
+    from desk.simulator.cli import simulate_command
+
     app.cli.add_command(simulate_command)
     app.extensions["simulator"] = None
     if not app.config["DESK_SIMULATE"]:
         return
 
     from desk.extensions import csrf
-    from desk.simulator import mediaservice, teleforge
+    from desk.providers import REGISTRY
     from desk.simulator.demo import DemoSimulators, own_address
 
     simulators = DemoSimulators(app)
     app.extensions["simulator"] = simulators
-    for blueprint in (teleforge.bp, mediaservice.bp):
+    for provider in REGISTRY.values():
+        blueprint = provider.simulator_blueprint()
+        if blueprint is None:
+            continue
         csrf.exempt(blueprint)  # provider APIs: no cookies, no CSRF
         app.register_blueprint(blueprint)
     if app.testing:

@@ -33,12 +33,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
-from desk import dial
-from desk.simulator import mediaservice, teleforge
+from desk.providers.mediaservice import simulator as mediaservice
+from desk.providers.mediaservice.simulator import Callbacks, SessionBook
+from desk.providers.teleforge import client as teleforge_client
+from desk.providers.teleforge import simulator as teleforge
+from desk.providers.teleforge.listener import TeleforgeListener, listener_for, redis_url_for
 from desk.simulator.inprocess_list import InProcessList
-from desk.simulator.mediaservice import Callbacks, SessionBook
 from desk.simulator.traffic import Traffic
-from desk.teleforge_listener import TeleforgeListener, listener_for, redis_url_for
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class DemoSimulators:
             DESK_MEDIASERVICE_KEY_FILE=str(key_file),
             DESK_MEDIASERVICE_CALLBACK_KEY_FILE="",
         )
-        dial.init_app(self.app)  # the Teleforge client, now that it has an address
+        teleforge_client.init_app(self.app)  # the Teleforge client, now that it has an address
         self.callbacks = Callbacks(base_url)
 
     def push_teleforge(self, raw: bytes) -> None:

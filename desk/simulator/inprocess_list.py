@@ -1,7 +1,7 @@
 """An in-process stand-in for the Redis LIST Teleforge pushes its notifications onto.
 
 With no Redis configured, the demo's simulated Teleforge pushes here and the desk's real
-consumer (``desk.teleforge_listener.TeleforgeListener``, given this object as its client)
+consumer (``desk.providers.teleforge.listener.TeleforgeListener``, given this object as its client)
 takes from here, so a demo dial's notifications travel the same code path as production's:
 ``BLMOVE`` into the consumer's processing list, apply, ``LREM``. Only the handful of
 commands that consumer uses exist, with Redis's meaning; the lists live as long as the

@@ -30,7 +30,14 @@ from typing import Any
 
 import requests
 
-from desk.simulator.mediaservice import Callbacks, ReplyToken, SessionBook, count, new_id, party
+from desk.providers.mediaservice.simulator import (
+    Callbacks,
+    ReplyToken,
+    SessionBook,
+    count,
+    new_id,
+    party,
+)
 
 log = logging.getLogger(__name__)
 

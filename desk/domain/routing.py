@@ -1,0 +1,262 @@
+"""Routing policy: who an incoming call rings, or where it goes instead. Pure and deterministic.
+
+``decide`` takes the caller and called numbers, a snapshot of the agents and the ``Rules``
+and returns one ``Decision``; the provider modules turn it into their answer (Placetel's
+Call Control XML in ``desk.providers.placetel.route``, Stringee's SCCO in
+``desk.providers.stringee``). Nothing here reads the database or the clock, so the same
+inputs always give the same decision and the whole policy is a table of test cases.
+
+The order of checks is the order a supervisor would explain it in: a blocked caller is
+refused; a called number with its own target goes there; otherwise every available agent
+who is not on a call rings (or the ring groups, one after another); and when nobody can
+take the call it goes to voicemail, a queue, a busy signal or a hang-up as the rules say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Presence = Literal["available", "away", "wrap-up", "offline"]
+Action = Literal["ring", "queue", "voicemail", "reject", "busy", "hangup"]
+Fallback = Literal["voicemail", "queue", "busy", "hangup"]
+BlockedAction = Literal["reject", "busy", "hangup"]
+Address = Literal["sip_peer", "stringee_user_id"]
+
+DEFAULT_RING_TIME = 60  # seconds; also Placetel's default for a Target
+ACTIONS: tuple[str, ...] = ("ring", "queue", "voicemail", "reject", "busy", "hangup")
+FALLBACKS: tuple[str, ...] = ("voicemail", "queue", "busy", "hangup")
+BLOCKED_ACTIONS: tuple[str, ...] = ("reject", "busy", "hangup")
+
+# Formatting people put into phone numbers; removed before numbers are compared.
+_FORMATTING = str.maketrans("", "", " -()/.")
+
+
+def normalize_number(number: str | None) -> str:
+    """The form numbers are compared in: no formatting characters, ``00`` written ``+``.
+
+    Only formatting is removed; ``0221…`` and ``+49221…`` stay different numbers, so rules
+    must name a number the way the provider sends it.
+    """
+    value = (number or "").strip().lower().translate(_FORMATTING)
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    return value
+
+
+@dataclass(frozen=True)
+class Agent:
+    """What the policy needs to know about one agent at the moment the call arrives."""
+
+    id: int
+    name: str
+    presence: Presence
+    sip_peer: str | None = None
+    stringee_user_id: str | None = None
+    active_calls: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.active_calls > 0
+
+
+@dataclass(frozen=True)
+class RingGroup:
+    """Agents who ring together, for ``ring_time`` seconds, before the next group rings."""
+
+    agent_ids: tuple[int, ...]
+    ring_time: int = DEFAULT_RING_TIME
+
+    def __post_init__(self) -> None:
+        if self.ring_time <= 0:
+            raise ValueError(f"ring_time must be seconds greater than 0, not {self.ring_time}")
+
+
+@dataclass(frozen=True)
+class NumberTarget:
+    """Where calls to one of our numbers go: some agents, ring groups, or a queue (one of them)."""
+
+    agent_ids: tuple[int, ...] = ()
+    ring_groups: tuple[RingGroup, ...] = ()
+    queue_id: str | None = None
+
+    def __post_init__(self) -> None:
+        given = sum(1 for part in (self.agent_ids, self.ring_groups, self.queue_id) if part)
+        if given != 1:
+            raise ValueError(
+                "a number's target needs exactly one of agent_ids, ring_groups, queue_id"
+            )
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The call centre's routing settings. ``Rules()`` is the policy with nothing configured.
+
+    ``targets`` maps a called number to its ``NumberTarget``; ``ring_groups`` apply to every
+    other number (without them all available agents ring at once for ``ring_time``).
+    ``when_nobody`` says what happens when no agent can take the call; ``queue_id`` is the
+    queue it means when that is ``"queue"``. The announcement and music settings are passed
+    to providers that have them (Placetel).
+    """
+
+    blocked_callers: Collection[str] = frozenset()
+    blocked_action: BlockedAction = "reject"
+    targets: Mapping[str, NumberTarget] = field(default_factory=dict)
+    ring_groups: tuple[RingGroup, ...] = ()
+    ring_time: int = DEFAULT_RING_TIME
+    when_nobody: Fallback = "voicemail"
+    queue_id: str | None = None
+    record: bool = False
+    music_on_hold: bool | None = None
+    forward_announcement: str | None = None
+    voicemail_announcement: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ring_time <= 0:
+            raise ValueError(f"ring_time must be seconds greater than 0, not {self.ring_time}")
+        if self.when_nobody not in FALLBACKS:
+            raise ValueError(
+                f"when_nobody must be one of {', '.join(FALLBACKS)}, not {self.when_nobody!r}"
+            )
+        if self.blocked_action not in BLOCKED_ACTIONS:
+            raise ValueError(
+                f"blocked_action must be one of {', '.join(BLOCKED_ACTIONS)}, "
+                f"not {self.blocked_action!r}"
+            )
+        if self.when_nobody == "queue" and not self.queue_id:
+            raise ValueError("when_nobody='queue' needs queue_id")
+
+
+@dataclass(frozen=True)
+class RingStep:
+    """One round of ringing: these agents (and external numbers) at once for ``ring_time``.
+
+    ``ring_time`` None leaves it to the provider (60 s at Placetel). ``numbers`` are
+    destinations that are not agents, e.g. a mobile phone; the policy does not produce
+    them, but the provider answers can carry them.
+    """
+
+    agents: tuple[Agent, ...] = ()
+    ring_time: int | None = DEFAULT_RING_TIME
+    numbers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one incoming call.
+
+    ``ring``: ring ``steps`` in order; ``voicemail`` says whether an unanswered call then
+    goes to voicemail (None: the provider's default). ``queue``: send to ``queue_id``.
+    ``voicemail``, ``reject``, ``busy`` (reject pretending to be busy), ``hangup``: as named.
+    The remaining fields are provider options left out of the answer when None.
+    ``reason`` says why, in words for the event log.
+    """
+
+    action: Action
+    steps: tuple[RingStep, ...] = ()
+    queue_id: str | None = None
+    record: bool = False
+    voicemail: bool | None = None
+    voicemail_announcement: str | None = None
+    voicemail_as_attachment: bool | None = None
+    music_on_hold: bool | None = None
+    forward_announcement: str | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
+        if self.action == "ring" and not any(s.agents or s.numbers for s in self.steps):
+            raise ValueError("a ring decision needs at least one agent or number to ring")
+        if self.action == "queue" and not self.queue_id:
+            raise ValueError("a queue decision needs queue_id")
+
+
+def _can_take(agent: Agent, reachable_by: Address | None) -> bool:
+    if agent.presence != "available" or agent.busy:
+        return False
+    return reachable_by is None or bool(getattr(agent, reachable_by))
+
+
+def _fallback(rules: Rules, why: str) -> Decision:
+    if rules.when_nobody == "voicemail":
+        return Decision(
+            "voicemail",
+            voicemail=True,
+            voicemail_announcement=rules.voicemail_announcement,
+            record=rules.record,
+            reason=f"{why}: voicemail",
+        )
+    if rules.when_nobody == "queue":
+        return Decision(
+            "queue", queue_id=rules.queue_id, record=rules.record, reason=f"{why}: queue"
+        )
+    return Decision(rules.when_nobody, reason=f"{why}: {rules.when_nobody}")
+
+
+def decide(
+    from_number: str | None,
+    to_number: str | None,
+    agents: Sequence[Agent],
+    rules: Rules | None = None,
+    *,
+    reachable_by: Address | None = None,
+) -> Decision:
+    """Decide what happens to a call from ``from_number`` to ``to_number``.
+
+    ``reachable_by`` names the address a provider rings agents at (``"sip_peer"`` for
+    Placetel, ``"stringee_user_id"`` for Stringee); agents without one are skipped as if
+    they were away, so "nobody reachable" falls back like "nobody available".
+    """
+    rules = rules or Rules()
+    caller = normalize_number(from_number)
+    if caller and caller in {normalize_number(n) for n in rules.blocked_callers}:
+        return Decision(rules.blocked_action, reason=f"caller {from_number} is blocked")
+
+    called = normalize_number(to_number)
+    targets = {normalize_number(number): target for number, target in rules.targets.items()}
+    target = targets.get(called) if called else None
+    if target is not None and target.queue_id:
+        return Decision(
+            "queue",
+            queue_id=target.queue_id,
+            record=rules.record,
+            reason=f"calls to {to_number} go to queue {target.queue_id}",
+        )
+
+    by_id = {agent.id: agent for agent in agents}
+    if target is not None and target.agent_ids:
+        groups: tuple[RingGroup, ...] = (RingGroup(target.agent_ids, rules.ring_time),)
+    elif target is not None:
+        groups = target.ring_groups
+    elif rules.ring_groups:
+        groups = rules.ring_groups
+    else:
+        everyone = tuple(sorted(by_id))
+        groups = (RingGroup(everyone, rules.ring_time),) if everyone else ()
+
+    steps = []
+    for group in groups:
+        ready = tuple(
+            by_id[i] for i in group.agent_ids if i in by_id and _can_take(by_id[i], reachable_by)
+        )
+        if ready:
+            steps.append(RingStep(ready, group.ring_time))
+    if not steps:
+        return _fallback(rules, f"no agent can take calls to {to_number or 'this number'}")
+
+    # An unanswered forward can only end in voicemail or nothing: a queue or busy fallback
+    # applies when nobody was free, not when free agents let it ring.
+    to_voicemail = rules.when_nobody == "voicemail"
+    count = sum(len(step.agents) for step in steps)
+    return Decision(
+        "ring",
+        steps=tuple(steps),
+        record=rules.record,
+        voicemail=to_voicemail,
+        voicemail_announcement=rules.voicemail_announcement if to_voicemail else None,
+        music_on_hold=rules.music_on_hold,
+        forward_announcement=rules.forward_announcement,
+        reason=f"ringing {count} agent(s) in {len(steps)} step(s)",
+    )

@@ -1,0 +1,192 @@
+"""The mediaservice REST client: hang up, drop a party, split, record, prompt files.
+
+Every request carries an RS256 JWT signed with the customer's private key and a timeout.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    load_pem_private_key,
+)
+
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
+class ProviderError(RuntimeError):
+    """A mediaservice request failed; ``str()`` is a sentence an agent can read.
+
+    ``kind``: ``refused`` (the mediaservice said no: ``success: false`` or HTTP 4xx),
+    ``timeout`` (no answer in time: the action may still happen), ``unreachable`` (no
+    connection), ``error`` (HTTP 5xx or an answer the desk cannot read).
+    """
+
+    def __init__(self, message: str, status: int | None = None, answer: Any = None,
+                 kind: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.answer = answer
+        self.kind = kind
+
+
+def _refusal(answer: Any, status: int) -> str:
+    if isinstance(answer, Mapping):
+        for key in ("reason", "error", "message"):
+            if isinstance(answer.get(key), str) and answer[key].strip():
+                return answer[key].strip()[:200]
+    if status in (401, 403):
+        return ("the desk is not authorised (check that the public key uploaded in the "
+                "iotcomms portal matches the desk's private key)")
+    if status == 404:
+        return "unknown address (check the mediaservice base URL and domain)"
+    if isinstance(answer, Mapping) and answer.get("success") is False:
+        return "it gave no reason"
+    return f"HTTP {status}"
+
+
+class MediaserviceClient:
+    """Calls ``{base_url}/{domain}/<endpoint>`` with a fresh RS256 JWT and a timeout each.
+
+    Every method returns the mediaservice's JSON answer, or raises ``ProviderError``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        domain: str,
+        private_key_pem: str | bytes,
+        timeout: float = 5.0,
+        *,
+        token_lifetime: int = 60,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not re.match(r"^https?://[^/\s]+", base_url or ""):
+            raise ValueError(f"mediaservice base URL must be http(s)://host..., not {base_url!r}")
+        if not domain or "/" in domain or not _PRINTABLE.match(domain):
+            raise ValueError(f"mediaservice domain must look like customer47.prod-eu-north-1."
+                             f"iotcomms.io, not {domain!r}")
+        if not timeout > 0:
+            raise ValueError("timeout must be more than 0 seconds")
+        try:
+            key = load_pem_private_key(
+                private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem,
+                password=None,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"the mediaservice API key is not a PEM private key: {exc}") from None
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError("the mediaservice API key must be an RSA private key (RS256)")
+        self.base_url = base_url.rstrip("/")
+        self.domain = domain
+        self.timeout = timeout
+        self._key = key
+        self._token_lifetime = token_lifetime
+        self._extra_claims = dict(extra_claims or {})
+
+    def _token(self) -> str:
+        now = int(time.time())
+        claims = {**self._extra_claims, "iat": now, "exp": now + self._token_lifetime}
+        return jwt.encode(claims, self._key, algorithm="RS256")
+
+    def _request(self, method: str, path: str, what: str, *, body: dict[str, Any] | None = None,
+                 params: dict[str, str] | None = None) -> dict[str, Any]:
+        url = f"{self.base_url}/{quote(self.domain, safe='')}/{path}"
+        try:
+            response = requests.request(
+                method, url, json=body, params=params, timeout=self.timeout,
+                headers={"Authorization": f"Bearer {self._token()}",
+                         "Accept": "application/json"},
+            )
+        except requests.Timeout as exc:
+            raise ProviderError(
+                f"The call service did not answer within {self.timeout:g} s when asked to "
+                f"{what}; it may still happen. Check the call before trying again.",
+                kind="timeout",
+            ) from exc
+        except requests.RequestException as exc:
+            refused = "refused" in str(exc).lower()
+            raise ProviderError(
+                f"Could not reach the call service to {what} "
+                f"({'connection refused' if refused else 'network error'}). Try again in a "
+                "moment; if it keeps failing, tell your supervisor.",
+                kind="unreachable",
+            ) from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        status = response.status_code
+        if status >= 500:
+            raise ProviderError(
+                f"The call service failed to {what} (HTTP {status}). Try again in a moment.",
+                status, answer, kind="error",
+            )
+        if status >= 400 or (isinstance(answer, Mapping) and answer.get("success") is False):
+            raise ProviderError(
+                f"The call service refused to {what}: {_refusal(answer, status)}.",
+                status, answer, kind="refused",
+            )
+        if not isinstance(answer, dict) or answer.get("success") is not True:
+            raise ProviderError(
+                f"The call service did not confirm that it will {what}; its answer was "
+                f"{response.text[:120]!r}.",
+                status, answer, kind="error",
+            )
+        return answer
+
+    def hangupcall(self, reply_id: str) -> dict[str, Any]:
+        """``POST /{domain}/hangupcall``: busy if unanswered, else hang up."""
+        return self._request("POST", "hangupcall", "hang up the call",
+                             body={"replyId": reply_id})
+
+    def hangupparticipant(self, participant_id: str, reply_id: str,
+                          session_id: str) -> dict[str, Any]:
+        """``POST /{domain}/hangupparticipant``: hang up one participant of the call."""
+        return self._request(
+            "POST", "hangupparticipant", "hang up that participant",
+            body={"participantId": participant_id, "replyId": reply_id, "sessionId": session_id},
+        )
+
+    def splitconnection(self, reply_id: str, connection_id: str) -> dict[str, Any]:
+        """``POST /{domain}/splitconnection``: the first step of a transfer; a callEvent
+        per participant follows, answered by ``answer_for_call_event``."""
+        return self._request("POST", "splitconnection", "transfer the call",
+                             body={"replyId": reply_id, "connectionId": connection_id})
+
+    def startrecording(self, recording_file_name: str, reply_id: str,
+                       connection_id: str) -> dict[str, Any]:
+        """``POST /{domain}/startrecording``; ``/recordingReady`` follows after the stop."""
+        return self._request(
+            "POST", "startrecording", "start recording",
+            body={"recordingFileName": recording_file_name, "replyId": reply_id,
+                  "connectionId": connection_id},
+        )
+
+    def stoprecording(self, reply_id: str, connection_id: str) -> dict[str, Any]:
+        """``POST /{domain}/stoprecording``: the file is then uploaded to prompt storage."""
+        return self._request("POST", "stoprecording", "stop recording",
+                             body={"replyId": reply_id, "connectionId": connection_id})
+
+    def list_promptfiles(self, next_page: str | None = None) -> dict[str, Any]:
+        """``GET /{domain}/promptfile``: one page, ``{"files": [...], "next": ...}``."""
+        return self._request("GET", "promptfile", "list the recordings",
+                             params={"next": next_page} if next_page else None)
+
+    def promptfile_url(self, name: str) -> str:
+        """``GET /{domain}/promptfile/{filename}/url``: a download URL valid 15 minutes."""
+        what = "fetch the recording"
+        answer = self._request("GET", f"promptfile/{quote(name, safe='')}/url", what)
+        url = answer.get("url")
+        if not isinstance(url, str) or not url:
+            raise ProviderError(f"The call service gave no address to {what}.", 200, answer,
+                                kind="error")
+        return url

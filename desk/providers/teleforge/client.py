@@ -1,0 +1,298 @@
+"""Teleforge Click2Dial's outbound client: ``POST /click2dial/calls``, with its answers read.
+
+The client never retries: a second POST could ring a customer twice, so every failure goes
+back to the agent, saying whether the call may already have been placed. Field errors in
+Teleforge's answer are mapped back onto the dial form's fields (``field_errors_from``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from flask import Flask
+from urllib3.exceptions import NewConnectionError
+
+from desk.providers.teleforge.rules import DEFAULT_PORT, DialRequest, parse_version, payload
+from desk.settings import SettingsError
+
+
+@dataclass(frozen=True)
+class DialResult:
+    """Teleforge accepted the dial. ``body`` is its answer (JSON when it sent JSON, else text)."""
+
+    status: int
+    reference: str
+    body: Any
+
+
+# Names Teleforge (or a proxy in front of it) may give our fields in an error answer.
+_FIELD_NAMES = {
+    "agent": "agent",
+    "ext": "agent",
+    "extension": "agent",
+    "callee": "callee",
+    "outbound_id": "outbound_id",
+    "outbound": "outbound_id",
+    "callerid": "outbound_id",
+    "caller_id": "outbound_id",
+    "clid": "outbound_id",
+    "callcontact_ref": "reference",
+    "contactcall_ref": "reference",
+    "custom_call_ref": "reference",
+    "reference": "reference",
+}
+_MESSAGE_KEYS = ("message", "msg", "error", "detail", "description", "reason")
+
+
+class TeleforgeError(Exception):
+    """A dial that did not go through.
+
+    ``kind`` is one of:
+
+    * ``refused`` - nothing listens at the address (wrong port? 8300 from v3.3);
+    * ``unreachable`` - the host cannot be resolved or connected to; nothing was sent;
+    * ``timeout`` - Teleforge got the request but did not answer in time;
+    * ``interrupted`` - the connection dropped after the request was sent;
+    * ``rejected`` - a 4xx: Teleforge refused the values (``field_errors`` uses our field names);
+    * ``server_error`` - a 5xx;
+    * ``unexpected`` - any other answer (1xx, 3xx: redirects are not followed).
+
+    ``may_have_dialled`` tells the agent to look at the board before dialling again.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        body: Any = None,
+        field_errors: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.body = body
+        self.field_errors = dict(field_errors or {})
+
+    @property
+    def may_have_dialled(self) -> bool:
+        return self.kind in ("timeout", "interrupted", "server_error", "unexpected")
+
+
+def _caused_by(exc: BaseException, *types: type[BaseException]) -> bool:
+    """Whether ``types`` appears in the chain requests/urllib3 wrap a socket error in."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, types):
+            return True
+        links = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        links += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending.extend(link for link in links if isinstance(link, BaseException))
+    return False
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, list):
+        return "; ".join(_as_text(item) for item in value)
+    if isinstance(value, dict):
+        for key in _MESSAGE_KEYS:
+            if key in value:
+                return _as_text(value[key])
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def field_errors_from(
+    body: Any, headers: dict[str, str] | None = None
+) -> tuple[dict[str, str], str]:
+    """Teleforge's validation errors in our field names, plus what could not be placed.
+
+    Teleforge documents its error format only for WebRTC (``X-Platforma-Error`` /
+    ``X-Teleforge-Error`` headers); the REST answer is undocumented, so this accepts
+    ``{"errors": {field: msg | [msg]}}``, ``{"errors": [{"field": f, "message": m}]}``,
+    ``{field: [msg]}``, ``{"error"|"message": text}``, the error headers and plain text. A
+    plain message naming exactly one of our fields is filed under that field.
+    """
+    fields: dict[str, str] = {}
+    general: list[str] = []
+
+    def add(name: str | None, message: Any) -> None:
+        text = _as_text(message).strip()
+        if not text:
+            return
+        ours = _FIELD_NAMES.get((name or "").strip().lower())
+        if ours is None and name is None:
+            mentioned = {v for k, v in _FIELD_NAMES.items() if re.search(rf"\b{k}\b", text, re.I)}
+            ours = mentioned.pop() if len(mentioned) == 1 else None
+        if ours:
+            fields[ours] = f"{fields[ours]}; {text}" if ours in fields else text
+        elif name:
+            general.append(f"{name}: {text}")
+        else:
+            general.append(text)
+
+    if isinstance(body, dict):
+        errors = body.get("errors", body.get("validation_errors"))
+        if isinstance(errors, dict):
+            for name, message in errors.items():
+                add(str(name), message)
+        elif isinstance(errors, list):
+            for item in errors:
+                if isinstance(item, dict):
+                    keys = ("field", "param", "name", "key")
+                    name = next((item[k] for k in keys if k in item), None)
+                    add(str(name) if name is not None else None, item)
+                else:
+                    add(None, item)
+        for key, value in body.items():
+            # {"callee": ["..."]}: a list under one of our names is an error, a plain value
+            # is more likely Teleforge echoing what it received.
+            if errors is None and key.lower() in _FIELD_NAMES and isinstance(value, list):
+                add(key, value)
+            elif key in _MESSAGE_KEYS:
+                add(None, value)
+    elif isinstance(body, list):
+        for item in body:
+            add(None, item)
+    elif isinstance(body, str) and body.strip():
+        add(None, body[:500])
+
+    for header, value in (headers or {}).items():
+        if header.lower() in ("x-teleforge-error", "x-platforma-error"):
+            add(None, value)
+    return fields, "; ".join(general)
+
+
+class TeleforgeClient:
+    """Places dials on one Teleforge PBX. Built from settings; one POST per dial, never more."""
+
+    def __init__(self, base_url: str, version: str, timeout: float) -> None:
+        parse_version(version)  # refuse a bad version at start-up, not at the first dial
+        self.base_url = base_url.rstrip("/")
+        self.version = version
+        self.timeout = timeout
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/click2dial/calls"
+
+    def dial(self, request: DialRequest) -> DialResult:
+        """POST the dial once. Returns ``DialResult`` on 2xx, else raises ``TeleforgeError``."""
+        body = payload(request, self.version)
+        try:
+            response = requests.post(
+                self.url, json=body, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.ConnectTimeout as exc:
+            raise TeleforgeError(
+                "unreachable",
+                f"Teleforge at {self.base_url} did not accept a connection within "
+                f"{self.timeout:g}s; the call was not placed. Check the address and network.",
+            ) from exc
+        except requests.Timeout as exc:
+            raise TeleforgeError(
+                "timeout",
+                f"Teleforge did not answer within {self.timeout:g}s. The call may still have "
+                "been placed: check the board before dialling again.",
+            ) from exc
+        except requests.ConnectionError as exc:
+            if _caused_by(exc, ConnectionRefusedError):
+                raise TeleforgeError(
+                    "refused",
+                    f"Teleforge refused the connection at {self.base_url}; the call was not "
+                    f"placed. Is Click2Dial running on that port (default {DEFAULT_PORT} "
+                    "from v3.3)?",
+                ) from exc
+            if _caused_by(exc, NewConnectionError):
+                # Name resolution, no route, ...: the connection was never made.
+                raise TeleforgeError(
+                    "unreachable",
+                    f"Teleforge at {self.base_url} cannot be reached ({_short(exc)}); "
+                    "the call was not placed.",
+                ) from exc
+            raise TeleforgeError(
+                "interrupted",
+                "The connection to Teleforge dropped before it answered. The call may still "
+                "have been placed: check the board before dialling again.",
+            ) from exc
+
+        answer = _body(response)
+        status = response.status_code
+        if 200 <= status < 300:
+            return DialResult(status=status, reference=request.reference, body=answer)
+        if 400 <= status < 500:
+            fields, general = field_errors_from(answer, dict(response.headers))
+            detail = "; ".join(
+                [*(f"{k}: {v}" for k, v in fields.items()), *filter(None, [general])]
+            )
+            raise TeleforgeError(
+                "rejected",
+                f"Teleforge refused the call (HTTP {status})" + (f": {detail}" if detail else ""),
+                status=status,
+                body=answer,
+                field_errors=fields,
+            )
+        if status >= 500:
+            raise TeleforgeError(
+                "server_error",
+                f"Teleforge failed with HTTP {status}. The call may or may not have been "
+                "placed: check the board before dialling again.",
+                status=status,
+                body=answer,
+            )
+        raise TeleforgeError(
+            "unexpected",
+            f"Teleforge answered HTTP {status}, which the desk does not expect; "
+            "check the configured Teleforge URL.",
+            status=status,
+            body=answer,
+        )
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:160]
+
+
+# --- notifications from the Redis LIST -------------------------------------------------------
+
+
+def init_app(app: Flask) -> None:
+    """Build the Teleforge client from settings, refusing a bad version at start-up."""
+    url = app.config.get("DESK_TELEFORGE_URL") or ""
+    client = None
+    if url:
+        try:
+            client = TeleforgeClient(
+                url, str(app.config["DESK_TELEFORGE_VERSION"]),
+                float(app.config["DESK_PROVIDER_TIMEOUT"]),
+            )
+        except ValueError as exc:
+            raise SettingsError(f"DESK_TELEFORGE_VERSION: {exc}") from None
+    app.extensions["teleforge_client"] = client
+
+
+def client_for(app: Flask) -> TeleforgeClient | None:
+    return app.extensions.get("teleforge_client")
+
+
+def caller_ids(app: Flask) -> list[str]:
+    """The outbound caller IDs the form offers: the configured ones, then 'random'."""
+    configured = list(app.config.get("DESK_TELEFORGE_CALLER_IDS") or [])
+    return configured + ([] if "random" in configured else ["random"])

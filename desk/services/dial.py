@@ -1,0 +1,260 @@
+"""Click-to-dial: one agent's "Dial" press, from checked input to Teleforge and the audit log.
+
+``place_call`` is the service the dial form (``desk.web.dial``) and ``POST /api/v1/dial``
+(``desk.api.dial``) share. Order matters and is the point of this module:
+
+1. check every field with Teleforge's rules (``validate_dial``); mistakes go back by field;
+2. create the call row in state "dialling" (``ingest.start_outbound``), committed, so it is
+   on every board at once. The reference is the row's ``provider_call_id``: it is how
+   Teleforge's notifications find the row, and its unique index is what makes a double
+   submit place one call (the form sends the same pre-generated reference twice);
+3. POST once to Teleforge. Never retried: a second POST could ring a customer twice;
+4. record the outcome in the audit log, in the same transaction as what it did to the row.
+   A dial Teleforge certainly did not place (refused, unreachable, rejected) ends the row as
+   "failed" with the reason in ``action_error``; one it may have placed (timeout, 5xx, a
+   dropped connection) stays "dialling" with a warning, because its notifications may still
+   come and a late "ringing" could not revive an ended row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from desk.db import end_reads
+from desk.live.changes import mark_changed
+from desk.models import Call, User, utcnow
+from desk.providers.teleforge.client import DialResult, TeleforgeClient, TeleforgeError
+from desk.providers.teleforge.rules import (
+    PROVIDER,
+    DialInvalid,
+    DialRequest,
+    generate_reference,
+    normalise_number,
+    payload,
+    validate_dial,
+)
+from desk.services import audit, ingest
+
+FIELDS = ("agent", "callee", "outbound_id", "reference")
+# A form's one-time token: it becomes the generated reference, so a double submit collides.
+_ATTEMPT = re.compile(r"[A-Za-z0-9]{16,64}")
+
+
+class DialRefused(Exception):
+    """The desk will not place this dial. ``status`` is the HTTP status to answer with,
+    ``errors`` the messages by field (empty when the problem is not one field's)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: dict[str, str] | None = None,
+        warnings: dict[str, str] | None = None,
+        call: Call | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = dict(errors or {})
+        self.warnings = dict(warnings or {})
+        self.call = call
+
+
+@dataclass
+class DialOutcome:
+    """What became of a dial that reached Teleforge (or tried to)."""
+
+    call: Call
+    request: DialRequest
+    reference_generated: bool
+    result: DialResult | None = None
+    error: TeleforgeError | None = None
+    warnings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def reference_for_attempt(attempt: str | None) -> str | None:
+    """The reference a form's one-time token stands for, or None for a bad token."""
+    if attempt and _ATTEMPT.fullmatch(attempt):
+        return f"desk-{attempt.lower()}"
+    return None
+
+
+def check_field(name: str, raw: str) -> tuple[str, str | None, str | None]:
+    """Check one field as the agent types: (normalised value, error, warning).
+
+    The other fields are filled with known-good values so only ``name`` can fail, which
+    keeps the live messages and the submit using exactly the same rules.
+    """
+    if name not in FIELDS:
+        raise ValueError(f"unknown dial field {name!r}")
+    values = {"agent": "1001", "callee": "0820001234", "outbound_id": "random", "reference": "x"}
+    values[name] = raw
+    try:
+        request = validate_dial(**values)
+    except DialInvalid as exc:
+        return raw.strip(), exc.errors.get(name), exc.warnings.get(name)
+    value = getattr(request, name)
+    return value, None, request.warnings.get(name)
+
+
+def agent_user(session: Session, extension: str) -> User | None:
+    """The person a dial's agent extension belongs to (the row goes to their board)."""
+    return session.scalars(
+        select(User).where(User.extension == extension).order_by(User.id).limit(1)
+    ).first()
+
+
+def resolve_agent(session: Session, user: User, agent: str | None) -> tuple[str, User | None]:
+    """Which extension rings first, and whose call it is.
+
+    Agents dial from their own extension; supervisors may dial on behalf of anyone (any
+    extension or number Teleforge accepts). Raises ``DialRefused`` (403) otherwise.
+    """
+    requested = (agent or "").strip()
+    if user.is_supervisor:
+        if not requested:
+            requested = user.extension or ""
+        return requested, agent_user(session, normalise_number(requested))
+    own = user.extension or ""
+    if requested and normalise_number(requested) != own:
+        raise DialRefused(
+            403, f"Agents dial from their own extension ({own or 'none set'}); "
+            "ask a supervisor to dial on behalf of someone else.",
+            errors={"agent": f"you can only dial from your own extension ({own or 'none set'})"},
+        )
+    if not own:
+        raise DialRefused(
+            422, "You have no extension, so Teleforge cannot ring you first. Ask an "
+            "administrator to set one (flask --app app users create ... --extension EXT).",
+            errors={"agent": "you have no extension set"},
+        )
+    return own, user
+
+
+def _end_failed(session: Session, call: Call, message: str) -> None:
+    call.state = "ended"
+    call.ended_at = utcnow()
+    call.end_cause = "failed"
+    call.action_error = message
+    call.version = (call.version or 0) + 1
+
+
+def place_call(
+    session: Session,
+    client: TeleforgeClient | None,
+    *,
+    user: User,
+    agent: str | None,
+    callee: str,
+    outbound_id: str,
+    reference: str,
+    attempt: str | None = None,
+) -> DialOutcome:
+    """Check, create the "dialling" row, POST to Teleforge once, audit. See the module doc.
+
+    Raises ``DialRefused`` for anything decided before Teleforge is asked (bad input, a
+    duplicate, not configured); returns a ``DialOutcome`` (possibly with ``error``) once a
+    row exists.
+    """
+    if client is None:
+        raise DialRefused(
+            503, "Click-to-dial is not configured: set DESK_TELEFORGE_URL to your Teleforge "
+            "PBX (for example http://pbx:8300) and restart the desk."
+        )
+    agent_value, owner = resolve_agent(session, user, agent)
+    generated = not reference.strip()
+    if generated:
+        reference = reference_for_attempt(attempt) or generate_reference()
+    try:
+        request = validate_dial(agent_value, callee, outbound_id, reference)
+    except DialInvalid as exc:
+        end_reads(session)
+        audit.record(
+            session, user_id=user.id, action="dial", outcome="invalid",
+            detail={"fields": {"agent": agent_value, "callee": callee,
+                               "outbound_id": outbound_id, "reference": reference},
+                    "errors": exc.errors},
+        )
+        session.commit()
+        raise DialRefused(
+            422, "Check the highlighted fields.", errors=exc.errors, warnings=exc.warnings
+        ) from None
+
+    call = ingest.start_outbound(
+        session, provider=PROVIDER, provider_call_id=request.reference,
+        agent_id=owner.id if owner else None, from_number=request.agent,
+        to_number=request.callee, outbound_id=request.outbound_id,
+    )
+    if call is None:
+        existing = session.scalars(
+            select(Call).where(Call.provider == PROVIDER,
+                               Call.provider_call_id == request.reference)
+        ).first()
+        if generated:
+            message = (
+                f"This dial was sent already (call to {existing.to_number if existing else '?'}"
+                "); it was not placed again."
+            )
+        else:
+            message = (
+                f"A call with reference {request.reference!r} exists already; it was not placed "
+                "again. Use a new reference, or leave it empty to have one generated."
+            )
+        raise DialRefused(
+            409, message, errors={} if generated else {"reference": "this reference was used "
+                                                       "already"},
+            call=existing,
+        )
+
+    wire = payload(request, client.version)
+    detail: dict[str, Any] = {"request": wire, "url": client.url}
+    if owner is not None and owner.id != user.id:
+        detail["on_behalf_of"] = owner.name
+    if request.warnings:
+        detail["warnings"] = request.warnings
+    outcome = DialOutcome(call=call, request=request, reference_generated=generated,
+                          warnings=dict(request.warnings))
+    try:
+        outcome.result = client.dial(request)
+    except TeleforgeError as exc:
+        outcome.error = exc
+        if exc.may_have_dialled:
+            call.action_error = exc.message
+            call.version = (call.version or 0) + 1
+        else:
+            _end_failed(session, call, exc.message)
+        mark_changed(session, "calls", call.id)
+        if call.agent_id:
+            mark_changed(session, "agents", call.agent_id)
+        audit.record(
+            session, user_id=user.id, call_id=call.id, action="dial",
+            outcome="refused" if exc.kind == "rejected" else "error",
+            detail={**detail, "kind": exc.kind, "may_have_dialled": exc.may_have_dialled},
+            provider_answer={"status": exc.status, "body": exc.body, "message": exc.message},
+        )
+    else:
+        audit.record(
+            session, user_id=user.id, call_id=call.id, action="dial", outcome="ok",
+            detail=detail,
+            provider_answer={"status": outcome.result.status, "body": outcome.result.body},
+        )
+    session.commit()
+    return outcome
+
+
+def error_status(error: TeleforgeError) -> int:
+    """The HTTP status that tells a client what kind of failure it was."""
+    if error.kind == "rejected":
+        return 422
+    if error.kind == "timeout":
+        return 504
+    return 502

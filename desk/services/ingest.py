@@ -1,0 +1,250 @@
+"""The call state machine: applies normalized events to call rows, one transaction a delivery.
+
+Every delivery is appended to the event log (``Delivery``) in the same transaction that
+updates the call, so the log and the board never disagree. Two properties hold and are
+tested with Hypothesis:
+
+* **Idempotent.** A delivery's dedupe key is stored under a unique index; a retried delivery
+  hits it, is logged as ``duplicate`` and changes nothing else.
+* **Order-tolerant.** ``merge`` only moves a call's state forward, and every field merges
+  commutatively (earliest timestamp wins, first non-empty value wins), so any order and any
+  duplication of a call's events ends in the same row as the clean order. A late "ringing"
+  never revives an ended call; an "ended" with nothing before it still makes a complete row.
+
+Changed call ids are marked on the session and published to boards only after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, lazyload
+
+from desk.db import end_reads
+from desk.domain.events import STATE_FOR_KIND, STATE_RANK, CallEvent, Parsed
+from desk.live.changes import mark_changed
+from desk.models import Call, Delivery, User, utcnow
+
+_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: str  # "applied" or "duplicate"
+    call_ids: tuple[int, ...]
+
+
+def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    if current is None:
+        return candidate
+    if candidate is None:
+        return current
+    return min(current, candidate)
+
+
+def merge(call: Call, event: CallEvent) -> None:
+    """Fold ``event`` into ``call``. Commutative and monotone: see the module docstring."""
+    new_state = STATE_FOR_KIND[event.kind]
+    if call.state is None or STATE_RANK[new_state] > STATE_RANK[call.state]:
+        call.state = new_state
+
+    call.started_at = _earliest(call.started_at, event.at)  # type: ignore[assignment]
+    call.direction = call.direction or event.direction or "inbound"
+    call.from_number = call.from_number or event.from_number
+    call.to_number = call.to_number or event.to_number
+
+    if event.kind == "ringing":
+        call.ringing_at = _earliest(call.ringing_at, event.at)
+    elif event.kind == "answered":
+        call.answered_at = _earliest(call.answered_at, event.at)
+        call.answered_by = call.answered_by or event.answered_by
+    elif event.kind == "ended":
+        if call.ended_at is None or event.at < call.ended_at or (
+            event.at == call.ended_at and (event.end_cause or "") < (call.end_cause or "")
+        ):
+            call.end_cause = event.end_cause or call.end_cause
+        call.ended_at = _earliest(call.ended_at, event.at)
+        if event.duration is not None:
+            call.duration = max(call.duration or 0, event.duration)
+            if event.duration > 0:
+                # A talked call answered at the latest `duration` seconds before it ended.
+                call.answered_at = _earliest(
+                    call.answered_at, event.at - timedelta(seconds=event.duration)
+                )
+        call.answered_by = call.answered_by or event.answered_by
+    call.version = (call.version or 0) + 1
+
+
+def find_agent(session: Session, answered_by: str | None) -> User | None:
+    """The agent a provider's answering party names: SIP peer (any case, with or without a
+    ``sip:`` prefix), the peer's user part alone (mediaservice sends ``agent101`` for
+    ``agent101@pbx``), Stringee user id or extension."""
+    if not answered_by:
+        return None
+    value = answered_by.strip()
+    peer = value.lower().removeprefix("sips:").removeprefix("sip:")
+    matches = [
+        func.lower(User.sip_peer) == peer,
+        User.stringee_user_id == value,
+        User.extension == value,
+    ]
+    if "@" not in peer:
+        escaped = peer.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches.append(func.lower(User.sip_peer).like(escaped + "@%", escape="\\"))
+    return session.scalars(
+        select(User)
+        .where(or_(*matches))
+        .order_by(User.id)
+        .limit(1)
+    ).first()
+
+
+def _call_for(session: Session, event: CallEvent) -> Call:
+    call = session.scalars(
+        select(Call)
+        .where(Call.provider == event.provider, Call.provider_call_id == event.provider_call_id)
+        .options(lazyload(Call.agent))  # PostgreSQL can't lock the nullable side of a join
+        .with_for_update(of=Call)
+    ).first()
+    if call is None:
+        # No state yet: ``merge`` decides it from the event, as for any other event.
+        call = Call(provider=event.provider, provider_call_id=event.provider_call_id, version=0)
+        session.add(call)
+    return call
+
+
+def _log(
+    provider: str, parsed: Parsed | None, payload: str, content_type: str | None, **fields: object
+) -> Delivery:
+    return Delivery(
+        provider=provider,
+        kind=parsed.kind if parsed else fields.pop("kind", None),
+        provider_call_id=parsed.provider_call_id if parsed else fields.pop("call_ref", None),
+        dedupe_key=parsed.dedupe_key if parsed else None,
+        content_type=content_type,
+        payload=payload,
+        received_at=utcnow(),
+        **fields,
+    )
+
+
+Fold = Callable[[Session, Delivery], None]
+"""Provider-specific work done inside the same transaction after the events are applied
+(e.g. keeping mediaservice's replyId on the call). Not called for duplicates."""
+
+
+def ingest(
+    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
+    fold: Fold | None = None,
+) -> IngestResult:
+    """Log the delivery and, unless it is a duplicate, apply its events; one transaction."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return _ingest_once(session, provider, parsed, payload, content_type, fold)
+        except (IntegrityError, OperationalError):
+            # Another process created the same call, or SQLite was busy: start over; the
+            # dedupe key makes the retry safe.
+            session.rollback()
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _ingest_once(
+    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
+    fold: Fold | None,
+) -> IngestResult:
+    with session.begin():
+        delivery = _log(
+            provider, parsed, payload, content_type,
+            status="applied", applied_key=f"{provider}:{parsed.dedupe_key}",
+        )
+        try:
+            with session.begin_nested():
+                session.add(delivery)
+        except IntegrityError:
+            existing = session.scalars(
+                select(Call.id).where(
+                    Call.provider == provider, Call.provider_call_id == parsed.provider_call_id
+                )
+            ).first()
+            session.add(
+                _log(provider, parsed, payload, content_type, status="duplicate", call_id=existing)
+            )
+            return IngestResult("duplicate", (existing,) if existing else ())
+
+        touched: list[Call] = []
+        for event in parsed.events:
+            call = _call_for(session, event)
+            merge(call, event)
+            if call.agent_id is None and call.answered_by:
+                call.agent = find_agent(session, call.answered_by)
+            session.flush()
+            mark_changed(session, "calls", call.id)
+            if call.agent_id:  # the agent's tile shows its current call
+                mark_changed(session, "agents", call.agent_id)
+            touched.append(call)
+        if touched:
+            delivery.call_id = touched[0].id
+        if fold is not None:
+            fold(session, delivery)
+        return IngestResult("applied", tuple(c.id for c in touched))
+
+
+def record_rejected(
+    session: Session,
+    provider: str,
+    payload: str,
+    content_type: str | None,
+    error: str,
+    kind: str | None = None,
+    call_ref: str | None = None,
+) -> None:
+    """Keep a delivery we could not understand, with the reason, for diagnosis."""
+    with session.begin():
+        session.add(
+            _log(
+                provider, None, payload, content_type,
+                status="rejected", error=error,
+                kind=kind[:64] if kind else None, call_ref=call_ref[:255] if call_ref else None,
+            )
+        )
+
+
+def start_outbound(
+    session: Session,
+    *,
+    provider: str,
+    provider_call_id: str,
+    agent_id: int | None,
+    from_number: str | None,
+    to_number: str,
+    outbound_id: str | None = None,
+) -> Call | None:
+    """Create the row for a call the desk is about to place, in state "dialling".
+
+    Returns None when a call with that provider id exists already (a double submit, or a
+    reference used before): the caller must not place the call again. Commits, so the row
+    is on every board before the provider is even asked.
+    """
+    end_reads(session)  # SQLite: a transaction that has read cannot wait for the write lock
+    call = Call(
+        provider=provider, provider_call_id=provider_call_id, direction="outbound",
+        from_number=from_number, to_number=to_number, agent_id=agent_id, state="dialling",
+        started_at=utcnow(), outbound_id=outbound_id, version=1, provider_facts={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(call)
+    except IntegrityError:
+        session.rollback()
+        return None
+    mark_changed(session, "calls", call.id)
+    if agent_id:
+        mark_changed(session, "agents", agent_id)
+    session.commit()
+    return call

@@ -1,0 +1,348 @@
+"""Routing rules in the database, and the routing decision for a call arriving right now.
+
+``desk.domain.routing`` is the pure policy; this module feeds it. The rules are one JSON document
+in the ``routing_config`` row (no row, or a disabled one, means ``Rules()``: every available
+agent rings for 60 s, then voicemail). ``rules_from_document`` is the one validator of that
+document — the supervisor page and the loader both go through it — and raises ``ValueError``
+naming the field. Agents are built from the ``users`` table: only role ``agent`` is routed
+to, with presence as set on the board and ``active_calls`` counted from live calls.
+``decide_for_call`` is what every provider webhook calls (Placetel's IncomingCall,
+Stringee's answer URLs, mediaservice's newCall), so one set of rules answers them all.
+
+The document (every field optional)::
+
+    {"blocked_callers": ["022129191999", "anonymous"], "blocked_action": "busy",
+     "targets": {"0221999": {"agent_ids": [1, 2]}, "0221888": {"queue_id": "123"},
+                 "0221777": {"ring_groups": [{"agent_ids": [1], "ring_time": 20}]}},
+     "ring_groups": [{"agent_ids": [1, 2], "ring_time": 30}, {"agent_ids": [3]}],
+     "ring_time": 60, "when_nobody": "queue", "queue_id": "123", "record": false,
+     "music_on_hold": true, "forward_announcement": "7684", "voicemail_announcement": "4"}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from desk.domain.routing import (
+    BLOCKED_ACTIONS,
+    DEFAULT_RING_TIME,
+    FALLBACKS,
+    Address,
+    Agent,
+    Decision,
+    NumberTarget,
+    RingGroup,
+    Rules,
+    decide,
+    normalize_number,
+)
+from desk.models import LIVE_STATES, Call, RoutingConfig, User, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_RING_TIME = 600  # ten minutes of ringing is already more than anyone waits
+MAX_ENTRIES = 500  # blocked callers, targets, groups: enough for a call centre, bounded
+
+FIELDS = (
+    "blocked_callers", "blocked_action", "targets", "ring_groups", "ring_time", "when_nobody",
+    "queue_id", "record", "music_on_hold", "forward_announcement", "voicemail_announcement",
+)
+# A number as people and providers write it (formatting allowed), or Placetel's "anonymous".
+_NUMBER = re.compile(r"^\+?[0-9]{2,20}$")
+# Queue and announcement ids: Placetel shows them as numbers ("123", "7684"); allow a token.
+_IDENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+# --- field validators (also used by the supervisor page) --------------------------------
+
+
+def check_number(value: Any, field: str) -> str:
+    """A phone number as stored in rules (stripped); ``anonymous`` is allowed for callers."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field}: expected a phone number, got {str(value)[:40]!r}")
+    text = value.strip()
+    normal = normalize_number(text)
+    if normal != "anonymous" and not _NUMBER.match(normal):
+        raise ValueError(
+            f"{field}: {text[:40]!r} is not a phone number (digits, optionally a leading + "
+            "or 00, spaces and dashes allowed) or 'anonymous'"
+        )
+    return text
+
+
+def check_ident(value: Any, field: str) -> str:
+    """A queue or announcement id such as ``123``."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if not isinstance(text, str) or not _IDENT.match(text):
+        raise ValueError(
+            f"{field}: must be an id such as 123 (letters, digits, - or _, at most 64), "
+            f"not {str(value)[:40]!r}"
+        )
+    return text
+
+
+def check_ring_time(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RING_TIME:
+        raise ValueError(
+            f"{field}: must be whole seconds from 1 to {MAX_RING_TIME}, not {str(value)[:40]!r}"
+        )
+    return value
+
+
+def _check_flag(value: Any, field: str, allow_none: bool = False) -> bool | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f"{field}: must be true or false, not {str(value)[:40]!r}")
+    return value
+
+
+def _check_choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{field}: must be one of {', '.join(allowed)}, not {str(value)[:40]!r}")
+    return str(value)
+
+
+def _check_agent_ids(value: Any, field: str, known: Collection[int] | None) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{field}: expected a non-empty list of agent ids")
+    ids: list[int] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
+            raise ValueError(f"{field}: agent ids are whole numbers above 0, not {item!r}")
+        if known is not None and item not in known:
+            raise ValueError(f"{field}: there is no agent with id {item}")
+        if item not in ids:
+            ids.append(item)
+    return tuple(ids)
+
+
+def _optional_ident(doc: Mapping[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    if value is None or value == "":
+        return None
+    return check_ident(value, name)
+
+
+def _ring_groups(
+    value: Any, field: str, default_time: int, known: Collection[int] | None
+) -> tuple[RingGroup, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{field}: expected a list of {{agent_ids, ring_time}} objects")
+    if len(value) > MAX_ENTRIES:
+        raise ValueError(f"{field}: at most {MAX_ENTRIES} groups")
+    groups = []
+    for index, group in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(group, Mapping):
+            raise ValueError(f"{where}: expected an object with agent_ids and ring_time")
+        extra = set(group) - {"agent_ids", "ring_time"}
+        if extra:
+            raise ValueError(f"{where}: unknown field {sorted(extra)[0]!r}")
+        ids = _check_agent_ids(group.get("agent_ids"), f"{where}.agent_ids", known)
+        ring_time = group.get("ring_time", default_time)
+        groups.append(RingGroup(ids, check_ring_time(ring_time, f"{where}.ring_time")))
+    return tuple(groups)
+
+
+def _target(
+    value: Any, field: str, default_time: int, known: Collection[int] | None
+) -> NumberTarget:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{field}: expected an object with agent_ids, ring_groups or queue_id")
+    given = [name for name in ("agent_ids", "ring_groups", "queue_id") if value.get(name)]
+    extra = set(value) - {"agent_ids", "ring_groups", "queue_id"}
+    if extra:
+        raise ValueError(f"{field}: unknown field {sorted(extra)[0]!r}")
+    if len(given) != 1:
+        raise ValueError(f"{field}: give exactly one of agents (agent_ids), ring groups or a "
+                         "queue id")
+    if given == ["queue_id"]:
+        return NumberTarget(queue_id=check_ident(value["queue_id"], f"{field}.queue_id"))
+    if given == ["agent_ids"]:
+        return NumberTarget(
+            agent_ids=_check_agent_ids(value["agent_ids"], f"{field}.agent_ids", known)
+        )
+    return NumberTarget(
+        ring_groups=_ring_groups(value["ring_groups"], f"{field}.ring_groups", default_time, known)
+    )
+
+
+def rules_from_document(
+    doc: Mapping[str, Any] | None, known_agents: Collection[int] | None = None
+) -> Rules:
+    """Validate the stored/edited JSON document and build ``Rules`` from it.
+
+    ``known_agents``, when given, are the agent ids that exist; naming another is an error
+    (the page passes it; the loader does not, so a deleted agent is simply not rung).
+    Raises ``ValueError`` whose message starts with the field it is about.
+    """
+    if doc is None:
+        return Rules()
+    if not isinstance(doc, Mapping):
+        raise ValueError("rules: expected a JSON object")
+    unknown = sorted(set(doc) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown field (known: {', '.join(FIELDS)})")
+
+    ring_time = check_ring_time(doc.get("ring_time", DEFAULT_RING_TIME), "ring_time")
+
+    blocked = doc.get("blocked_callers", [])
+    if not isinstance(blocked, list | tuple) or len(blocked) > MAX_ENTRIES:
+        raise ValueError(f"blocked_callers: expected a list of at most {MAX_ENTRIES} numbers")
+    callers = tuple(
+        dict.fromkeys(check_number(n, f"blocked_callers[{i}]") for i, n in enumerate(blocked))
+    )
+
+    targets_doc = doc.get("targets", {})
+    if not isinstance(targets_doc, Mapping) or len(targets_doc) > MAX_ENTRIES:
+        raise ValueError(f"targets: expected an object of at most {MAX_ENTRIES} numbers")
+    targets: dict[str, NumberTarget] = {}
+    seen: dict[str, str] = {}
+    for number, target in targets_doc.items():
+        checked = check_number(number, f"targets[{str(number)[:40]!r}]")
+        if checked == "anonymous":
+            raise ValueError("targets['anonymous']: a target needs a called number")
+        normal = normalize_number(checked)
+        if normal in seen:
+            raise ValueError(f"targets[{checked!r}]: the same number as {seen[normal]!r}")
+        seen[normal] = checked
+        targets[checked] = _target(target, f"targets[{checked!r}]", ring_time, known_agents)
+
+    when_nobody = _check_choice(doc.get("when_nobody", "voicemail"), "when_nobody", FALLBACKS)
+    queue_id = _optional_ident(doc, "queue_id")
+    if when_nobody == "queue" and queue_id is None:
+        raise ValueError("queue_id: needed when calls nobody can take go to a queue")
+    return Rules(
+        blocked_callers=callers,
+        blocked_action=_check_choice(  # type: ignore[arg-type]
+            doc.get("blocked_action", "reject"), "blocked_action", BLOCKED_ACTIONS
+        ),
+        targets=targets,
+        ring_groups=_ring_groups(doc.get("ring_groups", []), "ring_groups", ring_time,
+                                 known_agents),
+        ring_time=ring_time,
+        when_nobody=when_nobody,  # type: ignore[arg-type]
+        queue_id=queue_id,
+        record=bool(_check_flag(doc.get("record", False), "record")),
+        music_on_hold=_check_flag(doc.get("music_on_hold"), "music_on_hold", allow_none=True),
+        forward_announcement=_optional_ident(doc, "forward_announcement"),
+        voicemail_announcement=_optional_ident(doc, "voicemail_announcement"),
+    )
+
+
+def _groups_document(groups: tuple[RingGroup, ...]) -> list[dict[str, Any]]:
+    return [{"agent_ids": list(g.agent_ids), "ring_time": g.ring_time} for g in groups]
+
+
+def rules_to_document(rules: Rules) -> dict[str, Any]:
+    """The JSON document for ``rules``; ``rules_from_document`` reads it back unchanged."""
+    targets: dict[str, Any] = {}
+    for number, target in rules.targets.items():
+        if target.queue_id:
+            targets[number] = {"queue_id": target.queue_id}
+        elif target.agent_ids:
+            targets[number] = {"agent_ids": list(target.agent_ids)}
+        else:
+            targets[number] = {"ring_groups": _groups_document(target.ring_groups)}
+    return {
+        "blocked_callers": list(rules.blocked_callers),
+        "blocked_action": rules.blocked_action,
+        "targets": targets,
+        "ring_groups": _groups_document(rules.ring_groups),
+        "ring_time": rules.ring_time,
+        "when_nobody": rules.when_nobody,
+        "queue_id": rules.queue_id,
+        "record": rules.record,
+        "music_on_hold": rules.music_on_hold,
+        "forward_announcement": rules.forward_announcement,
+        "voicemail_announcement": rules.voicemail_announcement,
+    }
+
+
+# --- database ----------------------------------------------------------------------------
+
+
+def _config_row(session: Session) -> RoutingConfig | None:
+    return session.scalars(select(RoutingConfig).order_by(RoutingConfig.id).limit(1)).first()
+
+
+def load_rules(session: Session) -> Rules:
+    """The rules in force: the stored document, or the defaults when there is none.
+
+    A stored document that no longer validates (edited by hand in the database) is logged
+    and replaced by the defaults: calls keep being routed rather than failing.
+    """
+    row = _config_row(session)
+    if row is None or not row.enabled:
+        return Rules()
+    try:
+        return rules_from_document(row.rules or {})
+    except ValueError as exc:
+        log.error("routing_config row %s is invalid (%s); routing with the defaults", row.id, exc)
+        return Rules()
+
+
+def save_rules(session: Session, rules: Rules, user_id: int | None) -> None:
+    """Store ``rules`` in the config row (created when missing). The caller commits.
+
+    The UPDATE is the first statement, so called at the start of a transaction it takes
+    SQLite's write lock at once (waiting for it if need be) instead of upgrading a read
+    lock, which fails when a webhook wrote in between.
+    """
+    values = {"rules": rules_to_document(rules), "updated_by": user_id, "enabled": True,
+              "updated_at": utcnow()}
+    result = session.execute(
+        update(RoutingConfig).values(**values).execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.add(RoutingConfig(**values))
+
+
+def routing_agents(session: Session) -> list[Agent]:
+    """Every agent as the policy sees it now: presence, addresses and live calls in hand."""
+    busy = dict(
+        session.execute(
+            select(Call.agent_id, func.count())
+            .where(Call.state.in_(LIVE_STATES), Call.agent_id.is_not(None))
+            .group_by(Call.agent_id)
+        ).all()
+    )
+    users = session.scalars(select(User).where(User.role == "agent").order_by(User.id))
+    return [
+        Agent(
+            id=user.id,
+            name=user.name,
+            presence=user.presence,  # type: ignore[arg-type]
+            sip_peer=user.sip_peer,
+            stringee_user_id=user.stringee_user_id,
+            active_calls=busy.get(user.id, 0),
+        )
+        for user in users
+    ]
+
+
+def decide_for_call(
+    session: Session,
+    from_number: str | None,
+    to_number: str | None,
+    reachable_by: Address | None = "sip_peer",
+) -> Decision:
+    """Where a call from ``from_number`` to ``to_number`` goes right now.
+
+    ``reachable_by`` is how the asking provider rings an agent: ``"sip_peer"`` (Placetel,
+    mediaservice) or ``"stringee_user_id"`` (Stringee); agents without one are skipped.
+    Reads only; never commits.
+    """
+    return decide(
+        from_number, to_number, routing_agents(session), load_rules(session),
+        reachable_by=reachable_by,
+    )

@@ -1,0 +1,13 @@
+"""Pages for people: login, the agent board, the supervisor board, presence."""
+
+from flask import Blueprint
+
+bp = Blueprint("board", __name__)
+
+from desk.web import (  # noqa: E402,F401  (routes register on import)
+    board,
+    calls,
+    dial,
+    history,
+)
+from desk.web.supervisor import routing, wallboard  # noqa: E402,F401

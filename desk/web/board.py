@@ -1,0 +1,90 @@
+"""Login/logout, the boards and the presence switch.
+
+The boards render their sections server-side (useful before the websocket connects, and
+without JavaScript); ``/ws`` then keeps them live. Presence is an htmx POST that answers with
+the new ``_presence.html`` and fans the change out to supervisors.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from desk.extensions import db
+from desk.live.render import board_context
+from desk.models import PRESENCES, User
+from desk.services.presence import set_presence
+from desk.web import bp
+from desk.web.auth import supervisor_required
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: ``next`` must not send a fresh login to another site."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("board.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():  # type: ignore[no-untyped-def]
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    error = None
+    name = ""
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()
+        password = request.form.get("password") or ""
+        user = db.session.scalars(select(User).where(User.name == name)).first() if name else None
+        if user is None or not user.check_password(password):
+            error = "That name and password do not match. Check both and try again."
+        else:
+            login_user(user)
+            if user.presence == "offline":
+                set_presence(user.id, "available")
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if error else 200
+    return render_template("login.html", error=error, name=name), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():  # type: ignore[no-untyped-def]
+    if not current_user.is_supervisor:
+        set_presence(current_user.id, "offline")
+    logout_user()
+    flash("You are logged out.")
+    return redirect(url_for("board.login"))
+
+
+@bp.get("/")
+@login_required
+def index():  # type: ignore[no-untyped-def]
+    if current_user.is_supervisor:
+        return redirect(url_for("board.supervisor"))
+    return render_template("board.html", **board_context(db.session, current_user))
+
+
+@bp.get("/supervisor")
+@login_required
+@supervisor_required
+def supervisor():  # type: ignore[no-untyped-def]
+    return render_template("supervisor.html", **board_context(db.session, current_user))
+
+
+@bp.post("/presence")
+@login_required
+def presence():  # type: ignore[no-untyped-def]
+    value = request.form.get("presence", "")
+    if value not in PRESENCES:
+        abort(400, f"Presence must be one of: {', '.join(PRESENCES)}.")
+    set_presence(current_user.id, value)
+    me = db.session.get(User, current_user.id)
+    db.session.refresh(me)
+    if request.headers.get("HX-Request"):
+        return render_template("_presence.html", me=me, oob=False)
+    return redirect(url_for("board.index"))

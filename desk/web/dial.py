@@ -1,0 +1,236 @@
+"""The dial form on the boards, and the Teleforge status supervisors see.
+
+``GET /dial?number=...`` opens the board with the form filled in (CRM links, e-mail, and
+``tel:`` links once the desk is registered as their handler). ``POST /dial/check?field=``
+answers one field's message as the agent types (htmx), using the very rules the submit
+uses. ``POST /dial`` places the call through ``desk.services.dial.place_call`` and answers the form
+again: empty with a confirmation, or with the messages under the fields. Form answers carry
+``X-Desk-Swap`` so htmx swaps them in even with an error status (``static/js/desk.js``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from desk.extensions import db
+from desk.live.render import board_context
+from desk.models import User
+from desk.providers.teleforge import client as teleforge_client
+from desk.providers.teleforge.listener import listener_for
+from desk.providers.teleforge.rules import REFERENCE_MAX
+from desk.services import dial
+from desk.web import bp
+from desk.web.auth import supervisor_required
+
+HINTS = {
+    "callee": "10 digits starting 0, 11 starting 27, or 13 to 16 starting 00. "
+    "Spaces, dashes, brackets and a leading + are fine.",
+    "outbound_id": "random, tvc_<campaign>, 27… (11 digits, recommended) or 0… (10 digits).",
+    "reference": f"Letters, digits and . - _ ~, at most {REFERENCE_MAX}. "
+    "Left empty, the desk makes one.",
+    "agent": "The extension Teleforge rings first.",
+}
+
+
+def _people() -> list[User]:
+    return list(db.session.scalars(
+        select(User).where(User.extension.is_not(None)).order_by(User.role, User.name)
+    ))
+
+
+def form_state(
+    user: User, values: dict[str, str] | None = None, check: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """Everything ``_dial_form.html`` shows; a fresh one-time ``attempt`` token each time.
+
+    With ``check`` every filled-in field gets its message (error, warning, or what will be
+    sent), as if the agent had just typed it.
+    """
+    caller_ids = teleforge_client.caller_ids(current_app._get_current_object())  # type: ignore[attr-defined]
+    defaults = {
+        "agent": user.extension or "",
+        "callee": "",
+        "outbound_id": caller_ids[0],
+        "reference": "",
+    }
+    state: dict[str, Any] = {
+        "value": {**defaults, **(values or {})},
+        "errors": {},
+        "warnings": {},
+        "notes": {},
+        "hints": HINTS,
+        "banner": None,
+        "attempt": uuid.uuid4().hex,
+        "caller_ids": caller_ids,
+        "people": _people() if user.is_supervisor else [],
+    }
+    state.update(extra)
+    if check:
+        _notes_for(state["value"], state)
+    return state
+
+
+@bp.app_context_processor
+def _dial_globals() -> dict[str, Any]:
+    return {"dial_blank": form_state, "teleforge_status": teleforge_status}
+
+
+def _notes_for(values: dict[str, str], state: dict[str, Any]) -> None:
+    """Fill each non-empty field's message: its error, warning, or what will be sent."""
+    for name in dial.FIELDS:
+        raw = values.get(name, "")
+        if not raw.strip() or name in state["errors"]:
+            continue
+        value, error, warning = dial.check_field(name, raw)
+        if error:
+            state["errors"][name] = error
+            continue
+        if warning:
+            state["warnings"][name] = warning
+        state["notes"][name] = _note(name, value)
+
+
+def _note(name: str, value: str) -> str:
+    if name == "callee":
+        return f"Will dial {value}"
+    if name == "outbound_id":
+        return f"Caller ID {value}"
+    if name == "agent":
+        person = dial.agent_user(db.session, value)
+        return f"Rings {value} first" + (f" ({person.name})" if person else "")
+    return f"{len(value)}/{REFERENCE_MAX} characters"
+
+
+def _raw_number() -> str:
+    """``number`` from the query string with a literal ``+`` kept: links people paste
+    (``/dial?number=+27821234567``) rarely encode it, and as a space it would be lost."""
+    for part in request.query_string.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        if name == "number":
+            return unquote(value)
+    return ""
+
+
+def _number_from(raw: str) -> str:
+    """``tel:+27-82-000-1234;ext=1`` (what a tel: handler receives) → ``+27-82-000-1234``."""
+    text = unquote(raw).strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    for stop in (";", "?"):
+        text = text.split(stop, 1)[0]
+    return text.strip()[:64]
+
+
+def _page(state: dict[str, Any], status: int = 200):  # type: ignore[no-untyped-def]
+    if request.headers.get("HX-Request"):
+        response = current_app.make_response(
+            (render_template("_dial_form.html", dial=state, me=current_user), status)
+        )
+        response.headers["X-Desk-Swap"] = "1"
+        return response
+    template = "supervisor.html" if current_user.is_supervisor else "board.html"
+    context = board_context(db.session, current_user)
+    return render_template(template, dial=state, **context), status
+
+
+@bp.get("/dial")
+@login_required
+def dial_page():  # type: ignore[no-untyped-def]
+    values = {}
+    if number := _raw_number():
+        values["callee"] = _number_from(number)
+    for name in ("outbound_id", "reference"):
+        if request.args.get(name):
+            values[name] = request.args[name][:400]
+    if current_user.is_supervisor and request.args.get("agent"):
+        values["agent"] = request.args["agent"][:64]
+    return _page(form_state(current_user, values))
+
+
+@bp.post("/dial/check")
+@login_required
+def dial_check():  # type: ignore[no-untyped-def]
+    name = request.args.get("field", "")
+    if name not in dial.FIELDS:
+        abort(400, f"'field' must be one of: {', '.join(dial.FIELDS)}.")
+    raw = request.form.get(name, "")
+    state = form_state(current_user, check=False)
+    _notes_for({name: raw}, state)
+    return render_template("_dial_form.html", part=name, dial=state)
+
+
+@bp.post("/dial")
+@login_required
+def dial_submit():  # type: ignore[no-untyped-def]
+    form = request.form
+    values = {name: form.get(name, "")[:1000] for name in dial.FIELDS}
+    if not current_user.is_supervisor:
+        values["agent"] = current_user.extension or ""
+    user = db.session.get(User, current_user.id)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        outcome = dial.place_call(
+            db.session, teleforge_client.client_for(app), user=user,
+            agent=values["agent"] if user.is_supervisor else None,
+            callee=values["callee"], outbound_id=values["outbound_id"],
+            reference=values["reference"], attempt=form.get("attempt"),
+        )
+    except dial.DialRefused as refused:
+        keep = refused.status != 409 or bool(refused.errors)
+        state = form_state(user, values if keep else {"outbound_id": values["outbound_id"]})
+        if keep:
+            state["attempt"] = form.get("attempt") or state["attempt"]
+            state["errors"].update(refused.errors)
+        state["banner"] = {"kind": "error" if keep else "warning", "text": refused.message}
+        return _page(state, refused.status)
+
+    request_ = outcome.request
+    if outcome.ok:
+        text = f"Dialling {request_.callee} from {request_.agent}, caller ID " \
+               f"{request_.outbound_id}, reference {request_.reference}."
+        if not request.headers.get("HX-Request"):
+            flash(text)
+            return redirect(url_for("board.index"))
+        state = form_state(user, {"outbound_id": values["outbound_id"],
+                                  "agent": values["agent"] if user.is_supervisor else ""})
+        state["banner"] = {"kind": "ok", "text": text}
+        if outcome.warnings:
+            state["banner"]["text"] += " " + " ".join(outcome.warnings.values())
+        return _page(state)
+
+    error = outcome.error
+    assert error is not None
+    # The row exists (failed or, when Teleforge may have placed it, still dialling), so this
+    # attempt is used up: a new token, but the agent's input stays for a corrected retry.
+    state = form_state(user, values)
+    for name, message in error.field_errors.items():
+        state["errors"][name] = f"Teleforge: {message}"
+    state["banner"] = {"kind": "error", "text": error.message}
+    return _page(state, dial.error_status(error))
+
+
+# -- Teleforge status on the supervisor board -------------------------------------------------
+# (Unreadable notifications become alerts, shown live by ``_alerts.html``; this is only
+# whether this server is taking notifications at all.)
+
+
+def teleforge_status() -> dict[str, Any]:
+    """What ``_teleforge_status.html`` shows: this process's consumer."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return {
+        "listener": listener_for(app),
+        "listen_here": bool(app.config.get("DESK_TELEFORGE_LISTEN")),
+    }
+
+
+@bp.get("/teleforge/status")
+@login_required
+@supervisor_required
+def teleforge_status_fragment():  # type: ignore[no-untyped-def]
+    return render_template("_teleforge_status.html", status=teleforge_status())

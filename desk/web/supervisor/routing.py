@@ -1,0 +1,305 @@
+"""``/routing``: the supervisor page that edits the inbound routing rules, with a preview.
+
+The form is a plain HTML form (works without JavaScript) mapped onto the rules document of
+``desk.services.routing_store``. Every field is checked on the server; a bad value re-renders the
+form with the message beside the field, answers 400 and stores nothing. A good one replaces
+the rules in one transaction together with its audit entry (``routing.update``, the rules
+before and after). ``?from=…&to=…`` previews where such a call would go right now, with the
+answer the provider would get.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from desk.domain.routing import BLOCKED_ACTIONS, DEFAULT_RING_TIME, FALLBACKS, Rules
+from desk.extensions import db
+from desk.models import User
+from desk.providers.placetel.route import render_route
+from desk.providers.stringee.answers import scco_for_decision
+from desk.services import audit
+from desk.services.routing_store import (
+    MAX_RING_TIME,
+    check_ident,
+    check_number,
+    check_ring_time,
+    decide_for_call,
+    load_rules,
+    rules_from_document,
+    rules_to_document,
+    save_rules,
+)
+from desk.web import bp
+from desk.web.auth import supervisor_required
+
+BLANK_TARGET_ROWS = 2
+MAX_TARGET_ROWS = 200
+_TARGET_FIELD = re.compile(r"^target-(\d{1,3})-(number|queue|agents)$")
+_SPLIT = re.compile(r"[\n,;]+")
+
+
+@dataclass
+class TargetRow:
+    number: str = ""
+    queue_id: str = ""
+    agent_ids: set[int] = field(default_factory=set)
+
+    @property
+    def blank(self) -> bool:
+        return not (self.number or self.queue_id or self.agent_ids)
+
+
+@dataclass
+class RoutingForm:
+    """What the form shows: strings as typed, so a rejected form comes back as it was sent."""
+
+    blocked_callers: str = ""
+    blocked_action: str = "reject"
+    ring_time: str = str(DEFAULT_RING_TIME)
+    ring_groups: str = ""
+    when_nobody: str = "voicemail"
+    queue_id: str = ""
+    record: bool = False
+    music_on_hold: bool = False
+    forward_announcement: str = ""
+    voicemail_announcement: str = ""
+    targets: list[TargetRow] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_rules(cls, rules: Rules, agents: Sequence[User]) -> RoutingForm:
+        names = {agent.id: agent.name for agent in agents}
+        targets = []
+        for number, target in rules.targets.items():
+            ids = set(target.agent_ids) | {i for g in target.ring_groups for i in g.agent_ids}
+            targets.append(TargetRow(number, target.queue_id or "", ids & set(names)))
+        groups = []
+        for group in rules.ring_groups:
+            members = ", ".join(names[i] for i in group.agent_ids if i in names)
+            if members:
+                groups.append(f"{members} : {group.ring_time}")
+        return cls(
+            blocked_callers="\n".join(rules.blocked_callers),
+            blocked_action=rules.blocked_action,
+            ring_time=str(rules.ring_time),
+            ring_groups="\n".join(groups),
+            when_nobody=rules.when_nobody,
+            queue_id=rules.queue_id or "",
+            record=rules.record,
+            music_on_hold=bool(rules.music_on_hold),
+            forward_announcement=rules.forward_announcement or "",
+            voicemail_announcement=rules.voicemail_announcement or "",
+            targets=targets,
+        )
+
+    @classmethod
+    def from_request(cls, form: MultiDict[str, str]) -> RoutingForm:
+        def text(name: str) -> str:
+            return (form.get(name) or "").strip()
+
+        rows: dict[int, TargetRow] = {}
+        for key in form:
+            match = _TARGET_FIELD.match(key)
+            if not match or int(match.group(1)) >= MAX_TARGET_ROWS:
+                continue
+            row = rows.setdefault(int(match.group(1)), TargetRow())
+            if match.group(2) == "number":
+                row.number = text(key)
+            elif match.group(2) == "queue":
+                row.queue_id = text(key)
+            else:
+                row.agent_ids = {int(v) for v in form.getlist(key) if v.isdigit() and len(v) < 10}
+        return cls(
+            blocked_callers=text("blocked_callers"),
+            blocked_action=text("blocked_action"),
+            ring_time=text("ring_time"),
+            ring_groups=text("ring_groups"),
+            when_nobody=text("when_nobody"),
+            queue_id=text("queue_id"),
+            record=form.get("record") == "on",
+            music_on_hold=form.get("music_on_hold") == "on",
+            forward_announcement=text("forward_announcement"),
+            voicemail_announcement=text("voicemail_announcement"),
+            targets=[rows[i] for i in sorted(rows)],
+        )
+
+    def rows_for_display(self) -> list[TargetRow]:
+        return [row for row in self.targets if not row.blank] + [
+            TargetRow() for _ in range(BLANK_TARGET_ROWS)
+        ]
+
+    # -- validation -------------------------------------------------------------------
+
+    def _check(self, name: str, check: Any, *args: Any) -> Any:
+        try:
+            return check(*args)
+        except ValueError as exc:
+            self.errors.setdefault(name, str(exc))
+            return None
+
+    def _ring_groups(self, by_name: Mapping[str, int], ring_time: int) -> list[dict[str, Any]]:
+        groups = []
+        for number, line in enumerate(self.ring_groups.splitlines(), start=1):
+            if not line.strip():
+                continue
+            names, _, seconds = line.partition(":")
+            where = f"Ring groups, line {number}"
+            ids = []
+            for name in (n.strip() for n in names.split(",")):
+                if not name:
+                    continue
+                if name.lower() not in by_name:
+                    self.errors.setdefault("ring_groups", f"{where}: there is no agent named "
+                                                          f"{name[:40]!r}")
+                    return []
+                ids.append(by_name[name.lower()])
+            if not ids:
+                self.errors.setdefault("ring_groups", f"{where}: name at least one agent")
+                return []
+            group_time = self._seconds("ring_groups", seconds.strip() or str(ring_time), where)
+            groups.append({"agent_ids": ids, "ring_time": group_time or ring_time})
+        return groups
+
+    def _seconds(self, name: str, raw: str, label: str) -> int | None:
+        value: Any = int(raw) if raw.isdigit() and len(raw) < 7 else raw
+        return self._check(name, check_ring_time, value, label)  # type: ignore[no-any-return]
+
+    def to_document(self, agents: Sequence[User]) -> dict[str, Any] | None:
+        """The rules document, or None with ``errors`` filled in field by field."""
+        self.errors = {}
+        by_name = {agent.name.lower(): agent.id for agent in agents}
+        known = {agent.id for agent in agents}
+
+        blocked = [
+            self._check("blocked_callers", check_number, n, "Blocked callers")
+            for n in _SPLIT.split(self.blocked_callers) if n.strip()
+        ]
+        if self.blocked_action not in BLOCKED_ACTIONS:
+            self.errors["blocked_action"] = "Choose what blocked callers get."
+        ring_time = self._seconds("ring_time", self.ring_time, "Ring time") or DEFAULT_RING_TIME
+        groups = self._ring_groups(by_name, ring_time)
+        if self.when_nobody not in FALLBACKS:
+            self.errors["when_nobody"] = "Choose what happens when nobody can take a call."
+        queue_id = None
+        if self.queue_id:
+            queue_id = self._check("queue_id", check_ident, self.queue_id, "Queue id")
+        elif self.when_nobody == "queue":
+            self.errors["queue_id"] = "Queue id: needed when such calls go to a queue."
+        announcements = {
+            name: self._check(name, check_ident, getattr(self, name), label) if getattr(
+                self, name) else None
+            for name, label in (("forward_announcement", "Announcement before ringing"),
+                                ("voicemail_announcement", "Voicemail announcement"))
+        }
+
+        targets: dict[str, Any] = {}
+        seen: set[str] = set()
+        for index, row in enumerate(self.targets):
+            if row.blank:
+                continue
+            key = f"target-{index}"
+            if not row.number:
+                self.errors[key] = "Number: which called number is this row for?"
+                continue
+            number = self._check(key, check_number, row.number, "Number")
+            if number is None:
+                continue
+            if number in seen:
+                self.errors[key] = f"Number: {number} has two rows; keep one."
+            elif bool(row.queue_id) == bool(row.agent_ids):
+                self.errors[key] = (f"{number}: tick the agents to ring or give a queue id, "
+                                    "not both and not neither.")
+            elif row.queue_id:
+                queue = self._check(key, check_ident, row.queue_id, "Queue id")
+                targets[number] = {"queue_id": queue}
+            elif row.agent_ids - known:
+                self.errors[key] = f"{number}: an agent ticked there no longer exists."
+            else:
+                targets[number] = {"agent_ids": sorted(row.agent_ids)}
+            seen.add(number)
+
+        if self.errors:
+            return None
+        document = {
+            "blocked_callers": blocked,
+            "blocked_action": self.blocked_action,
+            "targets": targets,
+            "ring_groups": groups,
+            "ring_time": ring_time,
+            "when_nobody": self.when_nobody,
+            "queue_id": queue_id,
+            "record": self.record,
+            "music_on_hold": True if self.music_on_hold else None,
+            **announcements,
+        }
+        try:  # the one validator of the stored document has the last word
+            rules_from_document(document, known)
+        except ValueError as exc:
+            self.errors["form"] = str(exc)
+            return None
+        return document
+
+
+def _agents() -> list[User]:
+    return list(db.session.scalars(select(User).where(User.role == "agent").order_by(User.name)))
+
+
+def _preview() -> dict[str, Any] | None:
+    """Where a call from ``from`` to ``to`` would go now, and the provider's answer."""
+    caller, called = request.args.get("from"), request.args.get("to")
+    if caller is None and called is None:
+        return None
+    via = request.args.get("via", "placetel")
+    via = via if via in ("placetel", "stringee") else "placetel"
+    caller, called = (caller or "").strip()[:64], (called or "").strip()[:64]
+    decision = decide_for_call(
+        db.session, caller or None, called or None,
+        reachable_by="sip_peer" if via == "placetel" else "stringee_user_id",
+    )
+    if via == "placetel":
+        answer = render_route(decision).decode()
+    else:
+        answer = json.dumps(scco_for_decision(decision, {"from": caller, "to": called}),
+                            indent=2)
+    return {"from": caller, "to": called, "via": via, "decision": decision, "answer": answer}
+
+
+def _render(form: RoutingForm, agents: list[User], status: int = 200):  # type: ignore[no-untyped-def]
+    return render_template(
+        "routing.html", me=current_user, form=form, agents=agents, preview=_preview(),
+        blocked_actions=BLOCKED_ACTIONS, fallbacks=FALLBACKS, max_ring_time=MAX_RING_TIME,
+    ), status
+
+
+@bp.route("/routing", methods=["GET", "POST"], endpoint="routing")
+@login_required
+@supervisor_required
+def routing_page():  # type: ignore[no-untyped-def]
+    agents = _agents()
+    if request.method == "GET":
+        return _render(RoutingForm.from_rules(load_rules(db.session), agents), agents)
+
+    form = RoutingForm.from_request(request.form)
+    document = form.to_document(agents)
+    if document is None:
+        return _render(form, agents, 400)
+    before = rules_to_document(load_rules(db.session))
+    rules = rules_from_document(document)
+    db.session.commit()  # end the reads: the write below starts its own transaction
+    save_rules(db.session, rules, current_user.id)
+    audit.record(
+        db.session, user_id=current_user.id, action="routing.update", outcome="ok",
+        detail={"before": before, "after": rules_to_document(rules)},
+    )
+    db.session.commit()
+    flash("Routing saved. The next incoming call is routed by these rules.")
+    return redirect(url_for("board.routing"))
