@@ -65,6 +65,7 @@ serve: deps assets
 
 lint: deps-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: deps-test assets browser lint
 	$(BIN)/python -m pytest

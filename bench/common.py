@@ -2,7 +2,8 @@
 
 Every server the suite measures (the desk, the Flask-SocketIO peer, the empty-endpoint
 ceiling) is started with README's production command, ``gunicorn -k gevent -w W
---worker-connections 5000 --graceful-timeout 10``, on a free loopback port. Databases are
+--worker-connections 5000 --graceful-timeout 10``, on a free loopback port, and waited for
+as the tests wait for theirs (``tests.servers.wait_healthy``). Databases are
 fresh per server: a SQLite file in a temporary folder, or a PostgreSQL database the suite
 creates and drops itself. CPU and memory come from ``/proc`` so the cost of the load
 generator can be reported next to the cost of the server.
@@ -17,12 +18,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
+from tests.servers import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -129,8 +129,7 @@ class Database:
 class Server:
     """README's production command for ``app`` (``module:variable``) on a loopback port."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int = 2,
-                 health: str = "/healthz") -> None:
+    def __init__(self, app: str, env: dict[str, str], workers: int = 2) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -141,19 +140,13 @@ class Server:
              "--graceful-timeout", "10", app],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.output()}")
-            try:
-                if requests.get(self.url + health, timeout=1).ok and \
-                        len(self.worker_pids()) >= workers:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not come up")
+        try:
+            # Measured only once every worker is forked, not just the first to answer.
+            wait_healthy(self.proc, self.url, self.log, timeout=60,
+                         ready=lambda: len(self.worker_pids()) >= workers)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def worker_pids(self) -> list[int]:
         return children(self.proc.pid)

@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.typing import ResponseReturnValue
 
+from desk import _resources
 from desk.settings import load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the desk. ``config`` overrides the environment (tests pass a mapping)."""
     app = Flask(
         __name__,
-        static_folder=str(ROOT / "static"),
-        template_folder=str(ROOT / "templates"),
-        instance_path=str(ROOT / "instance"),
+        static_folder=str(_resources.STATIC),
+        template_folder=str(_resources.TEMPLATES),
+        instance_path=str(_resources.INSTANCE) if _resources.INSTANCE else None,
     )
     app.config.update(load_settings(config, instance_path=app.instance_path))
     configure_logging(app)
@@ -57,7 +56,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Log in to see the desk."
 
     @login_manager.unauthorized_handler
-    def _unauthorized():  # type: ignore[no-untyped-def]
+    def _unauthorized() -> ResponseReturnValue:
         from flask import abort, redirect, request, url_for
 
         if request.path.startswith(("/api/", "/ws")):
@@ -79,7 +78,7 @@ def register_blueprints(app: Flask) -> None:
     register_filters(app)
 
     @app.get("/healthz")
-    def healthz():  # type: ignore[no-untyped-def]
+    def healthz() -> dict[str, Any]:
         from desk.extensions import hub
 
         return {"ok": True, "boards": hub.board_count(), "redis": hub.redis_ok}

@@ -19,10 +19,9 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from desk.extensions import db
+from desk._resources import MIGRATIONS
+from desk.extensions import current_app_object, db
 from desk.models import ROLES, ApiToken, User
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 db_cli = AppGroup("db", help="Database schema.")
 users_cli = AppGroup("users", help="Agents and supervisors.")
@@ -46,7 +45,7 @@ def upgrade_database(app: Flask) -> None:
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    upgrade_database(current_app._get_current_object())  # type: ignore[attr-defined]
+    upgrade_database(current_app_object())
     click.echo("Database is up to date.")
 
 
@@ -178,9 +177,9 @@ def teleforge_listen() -> None:
     """
     import signal
 
-    from desk.providers.teleforge.listener import TeleforgeListener, redis_url_for
+    from desk.providers.teleforge.listener import for_app, redis_url_for
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app_object()
     url = redis_url_for(app)
     if not url:
         raise click.ClickException(
@@ -190,9 +189,9 @@ def teleforge_listen() -> None:
     if not app.config["DESK_REDIS_URL"]:
         click.echo("Warning: DESK_REDIS_URL is not set, so boards served by other processes "
                    "will not see what this listener applies.", err=True)
-    listener = TeleforgeListener(app, url, app.config["DESK_TELEFORGE_LIST"])
+    listener = for_app(app, url)
     signal.signal(signal.SIGTERM, lambda *_: listener.stop())
-    click.echo(f"Taking Teleforge notifications from {app.config['DESK_TELEFORGE_LIST']!r} "
+    click.echo(f"Taking Teleforge notifications from {', '.join(listener.lists)} "
                f"(consumer {listener.consumer_id}); Ctrl+C stops.")
     try:
         listener.run()

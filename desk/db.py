@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from desk.live import changes
 from desk.live.changes import Changes
 
+SessionLike = Session | scoped_session[Session]
+"""A session, or the request-scoped ``db.session`` that stands for the current one."""
+
 
 def _sqlite_pragmas(engine: Engine) -> None:
     # pysqlite opens transactions lazily and breaks SAVEPOINT; take over BEGIN ourselves
@@ -48,7 +51,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def end_reads(session: Session | scoped_session[Session]) -> None:
+def end_reads(session: SessionLike) -> None:
     """End the session's read transaction before a write.
 
     On SQLite (WAL) a transaction that has read cannot wait for the write lock: it fails at

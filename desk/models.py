@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from desk.domain.outcomes import outcome_of
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -183,16 +185,19 @@ class Call(Base):
 
     @property
     def outcome(self) -> str:
-        """How an ended call went, in the words a supervisor uses."""
-        if self.state != "ended":
-            return self.state
-        if self.end_cause in (
-            "voicemail", "missed", "blocked", "busy", "rejected", "failed", "cancelled"
-        ):
-            return self.end_cause
-        if self.end_cause == "no_answer" and not self.answered_at:
-            return "unanswered"  # an outbound call nobody picked up (Teleforge NOANSWER)
-        return "answered" if self.answered_at or (self.duration or 0) > 0 else "missed"
+        """How the call went, in the words a supervisor uses (``desk.domain.outcomes``)."""
+        return outcome_of(self.state, self.end_cause, self.answered_at, self.duration)
+
+    @property
+    def talk_seconds(self) -> int | None:
+        """Talk time, the one figure the board, call page, history, CSV, API and CRM show:
+        the provider's ``duration`` when it sent one, else ended minus answered (as the
+        wallboard's handle time); None for a call not both answered and ended."""
+        if self.duration is not None:
+            return self.duration
+        if self.answered_at and self.ended_at:
+            return max(0, int((self.ended_at - self.answered_at).total_seconds()))
+        return None
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -213,7 +218,7 @@ class Call(Base):
             "ringing_at": iso(self.ringing_at),
             "answered_at": iso(self.answered_at),
             "ended_at": iso(self.ended_at),
-            "duration": self.duration,
+            "duration": self.talk_seconds,
             "end_cause": self.end_cause,
             "recording_state": self.recording_state,
             "recording_error": self.recording_error,

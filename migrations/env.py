@@ -10,7 +10,7 @@ from desk.db import make_engine
 from desk.models import Base
 
 config = context.config
-url = config.attributes.get("url")
+url: str = config.attributes.get("url") or ""
 if not url:
     from desk.settings import load_settings
 

@@ -134,6 +134,26 @@ def page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+CHROMIUM_FIXTURES = frozenset({"browser", "page"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when a test drives Chromium without the ``browser`` marker, so
+    ``-m "not browser"`` leaves out every test that needs Chromium. ``fixturenames`` is the
+    closure, so a test reaching ``page`` through another fixture counts too."""
+    unmarked = [
+        item.nodeid for item in items
+        if CHROMIUM_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("browser") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "These tests use the Chromium fixtures (page, browser) without the browser "
+            "marker; add `pytestmark = pytest.mark.browser` to the module or "
+            "`@pytest.mark.browser` to the test:\n  " + "\n  ".join(unmarked)
+        )
+
+
 def require(service: str, error: Exception | None) -> None:
     """Skip locally, fail in CI, when a real service the test needs is not there."""
     if error is None:

@@ -3,9 +3,11 @@
 It answers the REST endpoints the desk calls (checking the RS256 JWT against the desk's
 public key), records every request, and — like the real service — sends the callbacks that
 follow an action back to the desk over HTTP, signed with the provider's own key:
-hangupcall → callEvent calledPartyDrop + sessionCompleted; splitconnection → one callEvent
-per participant; stoprecording → recordingReady. ``mode`` makes it refuse
-(``success: false``), hang past the desk's timeout, or answer 500.
+hangupcall (or hangupcalljwt) → callEvent calledPartyDrop + sessionCompleted;
+splitconnection → one callEvent per participant; stoprecording → recordingReady. With no
+``desk_url`` it sends no callbacks (a test that only looks at the requests). ``mode`` makes it
+refuse (``success: false``), hang past the desk's timeout, or answer 500. Several stand-ins
+can play one deployment's hybrid sites (``siteBaseUrl``).
 """
 
 from __future__ import annotations
@@ -122,11 +124,13 @@ class StandIn:
             return
         follow = {
             "hangupcall": self._after_hangup,
+            "hangupcalljwt": self._after_hangup,
             "splitconnection": self._after_split,
             "stoprecording": self._after_stop,
         }.get(endpoint)
         thread = None
-        if follow is not None:  # registered before the answer, so a test can wait for it
+        # Registered before the answer, so a test can wait for it.
+        if follow is not None and self.desk_url:
             thread = threading.Thread(target=follow, args=(session_id,), daemon=True)
             self._followups.append(thread)
         self._reply(h, 200, {"success": True})
@@ -135,7 +139,12 @@ class StandIn:
 
     def settle(self) -> None:
         """Wait until every callback that followed an action has been answered."""
+        deadline = time.monotonic() + 10
         for thread in list(self._followups):
+            # Started just after the answer is sent: the desk may have answered its own
+            # caller before this thread is running.
+            while thread.ident is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             if thread.ident is not None:
                 thread.join(timeout=10)
 
@@ -218,11 +227,12 @@ class StandIn:
         })
         return answer
 
-    def answered(self, caller: str = "46890510", agent_user: str = "101") -> None:
+    def answered(self, caller: str = "46890510", agent_user: str = "101", **extra: Any) -> None:
+        """callAnswered for the current session; ``extra`` adds fields (``siteBaseUrl``)."""
         self.callback("callAnswered", {
             "callingPartyNumber": int(caller), "callerParticipantId": "d93f0370",
             "calleeParticipantId": "da9cbeb0", "remotePartyNumber": agent_user,
             "connectionId": self.connection_id, "monitoringParticipant": False,
             "replyId": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.reply." + self.session_id,
-            "sessionReferenceId": self._ref(), "traceId": "d9b15290-fa96",
+            "sessionReferenceId": self._ref(), "traceId": "d9b15290-fa96", **extra,
         })

@@ -1,5 +1,7 @@
-"""Real servers for tests: the desk under gunicorn (gevent worker, as in production) and
-helpers to log in, hold a websocket and post provider webhooks over loopback HTTP."""
+"""Real servers for tests: the desk under gunicorn (gevent worker, as in production), the one
+wait for a spawned server to answer ``/healthz`` (also used by ``scripts/run``'s test and the
+benchmarks), and helpers to log in, hold a websocket and post provider webhooks over
+loopback HTTP."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 from websockets.sync.client import ClientConnection, connect
@@ -26,6 +28,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def tail(log: IO[str], chars: int = 6000) -> str:
+    """The end of a server's captured output, for a failure message."""
+    log.flush()
+    log.seek(0)
+    return log.read()[-chars:]
+
+
+def wait_healthy(
+    proc: subprocess.Popen[Any], url: str, log: IO[str], *, name: str = "gunicorn",
+    timeout: float = 30, ready: Callable[[], bool] = lambda: True,
+) -> None:
+    """Return once ``url``/healthz answers 200 and ``ready()`` holds; ``RuntimeError`` with
+    the end of ``log`` if ``proc`` exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {tail(log)}")
+        try:
+            if requests.get(url + "/healthz", timeout=5).ok and ready():
+                return
+        except requests.RequestException:  # not listening yet, or slow on a busy machine
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not come up in {timeout:g}s: {tail(log)}")
 
 
 def desk_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -88,21 +116,14 @@ class LiveServer:
              "--graceful-timeout", "2", "app:app"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.output()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).ok:
-                    return
-            except requests.RequestException:  # not listening yet, or slow on a busy machine
-                time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not come up: {self.output()}")
+        try:
+            wait_healthy(self.proc, self.url, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-4000:]
+        return tail(self.log, 4000)
 
     def stop(self) -> None:
         self.proc.terminate()

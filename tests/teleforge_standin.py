@@ -2,19 +2,29 @@
 
 It records every request exactly as it arrived (path, headers, raw body) and answers with
 whatever the test scripted: a status and body, or a delay longer than the desk's timeout.
-Also the helpers tests share for Teleforge: a fresh list name and pushing notifications.
+Given a ``version``, it also refuses (422) a dial body that is not the one "Create a Call"
+documents for that version: ``{agent, callee, outbound_id, contact_ref}`` from v3.0.0,
+``call_ref`` instead before (the refusal's shape is the stand-in's own; Teleforge's is not
+documented). Also the helpers tests share for Teleforge: a fresh list name and the
+notification fixtures of ``tests/providers/teleforge/fixtures`` as Teleforge pushes them.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+FIXTURES = Path(__file__).resolve().parent / "providers" / "teleforge" / "fixtures"
 
 
 @dataclass
@@ -40,9 +50,10 @@ class Answer:
 class TeleforgeStandIn:
     """``with TeleforgeStandIn() as pbx:`` → ``pbx.url``, ``pbx.received``, ``pbx.answer``."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: str | None = None) -> None:
         self.received: list[Received] = []
         self.answer = Answer()
+        self.version = version
         self._released = threading.Event()
         standin = self
 
@@ -53,7 +64,7 @@ class TeleforgeStandIn:
                 standin.received.append(
                     Received("POST", self.path, dict(self.headers.items()), body)
                 )
-                answer = standin.answer
+                answer = standin.refusal(body) or standin.answer
                 if answer.delay:
                     standin._released.wait(answer.delay)
                 payload = answer.body if isinstance(answer.body, str | bytes) else json.dumps(
@@ -93,6 +104,22 @@ class TeleforgeStandIn:
         """Let a delayed answer go now (a test holds a dial open, looks, then releases)."""
         self._released.set()
 
+    def refusal(self, body: bytes) -> Answer | None:
+        """With a version set: a 422 for a body not of that version's documented keys."""
+        if self.version is None:
+            return None
+        reference = "contact_ref" if int(self.version.split(".")[0]) >= 3 else "call_ref"
+        expected = {"agent", "callee", "outbound_id", reference}
+        try:
+            keys = set(json.loads(body))
+        except (ValueError, TypeError):
+            return Answer(400, {"error": "expected a JSON object"})
+        if keys == expected:
+            return None
+        errors = {k: "unexpected field" for k in keys - expected}
+        errors |= {k: "missing" for k in expected - keys}
+        return Answer(422, {"errors": errors})
+
     @property
     def dials(self) -> list[Received]:
         return [r for r in self.received if r.path == "/click2dial/calls"]
@@ -109,6 +136,31 @@ def list_name() -> str:
     return f"desk-test:teleforge:{uuid.uuid4().hex[:12]}"
 
 
-def notification(reference: str, status: str, **extra: Any) -> bytes:
-    """A notification as Teleforge might push it (the format is undocumented)."""
-    return json.dumps({"callcontact_ref": reference, "status": status, **extra}).encode()
+@cache
+def _fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def fixture(name: str) -> dict[str, Any]:
+    """A fixture file as stored, ``_source`` included (a fresh copy to change)."""
+    return copy.deepcopy(_fixture(name))
+
+
+def dial_body(name: str) -> dict[str, Any]:
+    """A dial-body fixture without its ``_source``: what the desk must post."""
+    return {k: v for k, v in fixture(name).items() if k != "_source"}
+
+
+def item(name: str, now: bool = False, **payload: Any) -> bytes:
+    """A notification fixture as Teleforge pushes it (no ``_source``), ``payload`` changed.
+
+    ``now``: a CDR's ``dialed_at`` moved so that the call ends this second (the desk trusts a
+    provider's time only near its own clock).
+    """
+    document = fixture(name)
+    document.pop("_source", None)
+    if now and "dialed_at" in document["payload"]:
+        document["payload"]["dialed_at"] = int(time.time()) - int(
+            document["payload"].get("call_time") or 0)
+    document["payload"].update(payload)
+    return json.dumps(document).encode()

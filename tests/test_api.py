@@ -73,6 +73,41 @@ def test_history_filters_and_paging(
     assert [c["provider_call_id"] for c in by_number["calls"]] == ["h2"]
 
 
+def test_number_filter_takes_wildcards_literally(
+    client: FlaskClient, runner: FlaskCliRunner, users: dict
+) -> None:
+    headers = token_for(runner, "sue")
+
+    def matching(number: str) -> list[str]:
+        response = client.get("/api/v1/calls", headers=headers,
+                              query_string={"state": "all", "number": number})
+        assert response.status_code == 200
+        return [c["provider_call_id"] for c in response.json["calls"]]
+
+    ring(client, "plain", number="022129191999")
+    end(client, "plain")
+    assert matching("%") == []
+    assert matching("_") == []
+    assert matching("0221_9") == []  # "_" is not "any one character"
+    ring(client, "odd", number="0221%50_1")
+    assert matching("%") == ["odd"]
+    assert matching("%50_") == ["odd"]
+    assert matching("2919") == ["plain"]
+
+
+@pytest.mark.parametrize("cause", ["unavailable", "congestion"])
+def test_placetel_outbound_failures_are_their_own_outcome(
+    client: FlaskClient, runner: FlaskCliRunner, users: dict, cause: str
+) -> None:
+    for data in ({"event": "OutgoingCall", "call_id": "out-1", "from": "0221", "to": "0301",
+                  "peer": "777ann@fpbx.de", "direction": "out"},
+                 {"event": "HungUp", "call_id": "out-1", "type": cause, "duration": "0",
+                  "direction": "out"}):
+        assert client.post("/webhooks/placetel", data=data, headers=AUTH).status_code == 200
+    calls = client.get("/api/v1/calls?state=ended", headers=token_for(runner, "sue")).json
+    assert [(c["end_cause"], c["outcome"]) for c in calls["calls"]] == [(cause, cause)]
+
+
 def test_agents_see_only_their_own_history(
     client: FlaskClient, runner: FlaskCliRunner, users: dict
 ) -> None:

@@ -11,6 +11,8 @@ from playwright.sync_api import Browser, Page, expect
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer, desk_env, running_desk
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:

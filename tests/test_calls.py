@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from desk.domain.events import STATE_RANK
+from desk.domain.state import STATE_RANK
 from desk.extensions import db
 from desk.models import Call, Delivery
 from desk.providers.placetel import parse as placetel

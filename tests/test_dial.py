@@ -129,7 +129,7 @@ INVALID = [
 def _wire_check(pbx: TeleforgeStandIn, name: str, sent: str | None) -> None:
     assert len(pbx.dials) == 1
     wire = pbx.dials[0].json
-    key = {"reference": "callcontact_ref"}.get(name, name)
+    key = {"reference": "contact_ref"}.get(name, name)
     if sent is None:
         assert re.fullmatch(r"desk-[0-9a-f]{32}", wire[key]), wire
     else:
@@ -211,8 +211,8 @@ def test_invalid_input_through_the_form(
 
 
 @pytest.mark.parametrize(
-    ("version", "key"), [("3.3", "callcontact_ref"), ("3.0.0", "callcontact_ref"),
-                         ("2.9", "contactcall_ref")],
+    ("version", "key"), [("3.3", "contact_ref"), ("3.0.0", "contact_ref"),
+                         ("2.9", "call_ref")],
 )
 def test_exact_json_on_the_wire(tmp_path: Path, version: str, key: str) -> None:
     with TeleforgeStandIn() as pbx:
@@ -263,7 +263,7 @@ def test_a_dial_creates_a_dialling_row_and_an_audit_entry(
     (entry,) = audits(client.application)
     assert (entry.user_id, entry.action, entry.outcome, entry.call_id) == (
         users["ann"], "dial", "ok", call.id)
-    assert '"callcontact_ref": "crm-1"' in entry.detail
+    assert '"contact_ref": "crm-1"' in entry.detail
     assert '"status": 200' in entry.provider_answer
 
 

@@ -98,7 +98,7 @@ def test_embedding_off_only_the_desk_itself_may_frame_it(app: Flask, client: Fla
 
 def test_embedding_on_lists_exactly_the_crm_origins(embed_client: FlaskClient) -> None:
     for path in ("/login", "/healthz", "/no-such-page", "/api/v1/openapi.json",
-                 "/static/js/embed.js"):
+                 "/static/embed/embed.js"):
         response = embed_client.get(path)
         policy = response.headers["Content-Security-Policy"]
         assert policy == f"frame-ancestors 'self' {CRM} http://localhost:5001", path
@@ -118,7 +118,7 @@ def test_embedding_on_session_cookie_is_for_third_party_iframes(embed_client: Fl
     page = embed_client.get("/").get_data(as_text=True)
     assert f'data-embed-origins="{CRM} http://localhost:5001"' in page
     assert 'data-embed-user="ann"' in page
-    assert "js/embed.js" in page and "data-embed-popout" in page
+    assert "embed/embed.js" in page and "data-embed-popout" in page
 
 
 def test_embedding_on_every_write_needs_the_csrf_token(embed_client: FlaskClient) -> None:

@@ -169,3 +169,64 @@ def test_agents_in_steps_are_the_agents_given() -> None:
 def test_invalid_settings_are_refused(build, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# --- Placetel's prompts, groups and routing plans, and what other providers do instead ----
+
+
+def test_a_prompt_target_plays_it_and_elsewhere_hangs_up() -> None:
+    rules = Rules(targets={SALES: NumberTarget(prompt_id="123")})
+    decision = decide("0301234", SALES, TEAM, rules)
+    assert (decision.action, decision.prompt_id, decision.placetel_only) == ("prompt", "123", True)
+    assert "Placetel prompt 123" in decision.reason
+    other = decision.portable()
+    assert other.action == "hangup" and "only Placetel can play" in other.reason
+
+
+def test_a_group_target_carries_placetels_options_and_falls_back_to_the_usual_ringing() -> None:
+    target = NumberTarget(group_id="12", group_ring_time=30, backup_behaviour="routing_object",
+                          backup_routing_object="77")
+    rules = Rules(targets={SALES: target}, music_on_hold=True, forward_announcement="7684",
+                  voicemail_announcement="4", ring_time=25)
+    decision = decide("0301234", SALES, TEAM, rules, reachable_by="stringee_user_id")
+    assert (decision.action, decision.group_id, decision.group_ring_time) == ("group", "12", 30)
+    assert (decision.backup_behaviour, decision.backup_routing_object) == ("routing_object", "77")
+    assert (decision.music_on_hold, decision.forward_announcement,
+            decision.voicemail_announcement) == (True, "7684", "4")
+    other = decision.portable()
+    assert other.action == "ring"
+    assert shape(other) == ring(((ANNA, CARA, DAN), 25))  # as without the target
+    assert "Placetel group 12, which only Placetel can reach; instead ringing" in other.reason
+
+
+def test_a_routing_plan_with_nobody_free_falls_back_to_what_the_rules_say() -> None:
+    rules = Rules(targets={SUPPORT: NumberTarget(routing_plan_id="3")}, when_nobody="busy")
+    decision = decide("0301234", SUPPORT, (AWAY, OFF), rules)
+    assert (decision.action, decision.routing_plan_id) == ("routing_plan", "3")
+    assert decision.fallback is not None and decision.portable().action == "busy"
+
+
+def test_a_blocked_caller_is_refused_before_any_placetel_target() -> None:
+    rules = Rules(targets={SALES: NumberTarget(group_id="12")}, blocked_callers={"0301234"})
+    assert decide("0301234", SALES, TEAM, rules).action == "reject"
+
+
+def test_portable_leaves_decisions_every_provider_can_do_alone() -> None:
+    decision = decide("1", "2", (BEN,))
+    assert decision.portable() is decision
+    assert Decision("prompt", prompt_id="1").portable().action == "hangup"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: NumberTarget(queue_id="1", group_id="2"), "exactly one"),
+        (lambda: NumberTarget(prompt_id="1", group_ring_time=30), "for a group_id only"),
+        (lambda: NumberTarget(group_id="1", group_ring_time=5), "10 to 60 seconds"),
+        (lambda: Decision("group", group_id="1",
+                          fallback=Decision("prompt", prompt_id="2")), "every provider"),
+    ],
+)
+def test_invalid_placetel_targets_are_refused(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        build()

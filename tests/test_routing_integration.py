@@ -3,7 +3,7 @@ the rules store and the supervisor's routing page, all against the database of o
 
 The expected Placetel documents are the shapes of Placetel's own examples (parsed and
 compared element for element); the expected Stringee SCCO for helper parameters are the
-three examples of Stringee's SCCO helper document (``tests.test_stringee``).
+three examples of Stringee's SCCO helper document (``tests.providers.stringee.test_parse``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from desk.services.routing_store import (
     save_rules,
 )
 from tests.conftest import PASSWORD, add_user, base_config, login
-from tests.test_placetel_route import DECLARATION, tree
-from tests.test_stringee import HELPER_EXAMPLES
-from tests.test_webhooks_placetel import AUTH
+from tests.providers.placetel.test_route import DECLARATION, tree
+from tests.providers.placetel.test_webhook import AUTH
+from tests.providers.stringee.test_parse import HELPER_EXAMPLES
 
 TOKEN = "stringee-t0ken"
 ANN, BOB = "777ann@fpbx.de", "777bob@fpbx.de"
@@ -180,7 +180,7 @@ def test_an_agent_on_a_call_is_not_rung_until_it_ends(
         ({"blocked_callers": ["0049221"], "blocked_action": "hangup"}, "+49221", "0221",
          "<Response><Hangup /></Response>"),
         ({"targets": {"0221888": {"queue_id": "123"}}}, "0301", "0221888",
-         '<Response><Queue queue_id="123" /></Response>'),
+         '<Response><Queue id="123" /></Response>'),
         ({"targets": {"0221777": {"agent_ids": [2]}}, "ring_time": 25}, "0301", "0221777",
          forward((25, (BOB,)), voicemail="true")),
         ({"ring_groups": [{"agent_ids": [1], "ring_time": 30}, {"agent_ids": [2, 3],
@@ -208,7 +208,7 @@ def test_rules_shape_the_placetel_answer(
         ({"voicemail_announcement": "4"},
          '<Response><Forward voicemail="true" voicemail_announcement="4"/></Response>'),
         ({"when_nobody": "queue", "queue_id": "123"},
-         '<Response><Queue queue_id="123" /></Response>'),
+         '<Response><Queue id="123" /></Response>'),
         ({"when_nobody": "busy"}, '<Response><Reject reason="busy" /></Response>'),
         ({"when_nobody": "hangup"}, "<Response><Hangup /></Response>"),
     ],
@@ -385,19 +385,20 @@ def test_number_answer_without_helper_parameters_rings_agents_by_stringee_user_i
     assert answer(client, "number", **params).json == []  # nobody: nothing to connect
 
 
-def test_project_answer_without_helper_parameters_uses_the_policy_with_record(
+def test_project_answer_without_helper_parameters_connects_the_agents_call_with_record(
     app: Flask, client: FlaskClient, people: dict[str, int]
 ) -> None:
-    set_rules(app, {"record": True, "targets": {"0221555": {"agent_ids": [people["bob"]]}}})
-    response = answer(client, "project", **{"from": "user_9", "to": "0221555",
+    # A target for the called number does not apply: an app user's call is not routed.
+    set_rules(app, {"record": True, "targets": {"84909985668": {"agent_ids": [people["bob"]]}}})
+    response = answer(client, "project", **{"from": "user_9", "to": "84909985668",
                                              "fromInternal": "true", "custom": "ticket-7"})
     assert response.json == [
         {"action": "record", "eventUrl": "", "format": "mp3"},
         {"action": "connect",
          "from": {"type": "internal", "number": "user_9", "alias": "user_9"},
-         "to": {"type": "internal", "number": "user_bob", "alias": "0221555"},
-         "customData": "ticket-7", "timeout": 60, "continueOnFail": False,
-         "onFailEventUrl": ""},
+         "to": {"type": "external", "number": "84909985668", "alias": "84909985668"},
+         "customData": "ticket-7", "timeout": 60, "maxConnectTime": -1,
+         "peerToPeerCall": False},
     ]
 
 
@@ -587,7 +588,7 @@ def test_saving_rules_stores_audits_and_routes_the_next_call(
 
     placetel = app.test_client()
     assert same_xml(incoming(placetel, "0301555"), '<Response><Reject reason="busy"/></Response>')
-    assert same_xml(incoming(placetel, "0999", "0221888"), '<Response><Queue queue_id="77"/>'
+    assert same_xml(incoming(placetel, "0999", "0221888"), '<Response><Queue id="77"/>'
                                                             "</Response>")
     assert same_xml(incoming(placetel, "0999", "0221777"),
                     forward((25, (ANN,)), music_on_hold="true", voicemail="false"))
@@ -661,3 +662,133 @@ def test_cli_creates_an_agent_with_a_stringee_user_id(app: Flask, runner: FlaskC
     with app.app_context():
         dora = db.session.scalars(select(User).where(User.name == "dora")).one()
         assert dora.stringee_user_id == "user_dora"
+
+
+# --- Placetel's prompts, groups and routing plans as number targets -----------------------
+
+
+def test_placetel_targets_round_trip_through_the_document() -> None:
+    document = {
+        "targets": {"0221666": {"group_id": "12", "group_ring_time": 30,
+                                "backup_behaviour": "routing_object",
+                                "backup_routing_object": "77"},
+                    "0221665": {"group_id": "13"},
+                    "0221555": {"prompt_id": "5"}, "0221444": {"routing_plan_id": "3"}},
+    }
+    rules = rules_from_document(document)
+    assert rules.targets["0221666"].group_ring_time == 30
+    assert rules_to_document(rules)["targets"] == document["targets"]
+    assert rules_from_document(rules_to_document(rules)) == rules
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"targets": {"0221": {"group_id": "1", "group_ring_time": 61}}},
+         "targets['0221'].group_ring_time"),
+        ({"targets": {"0221": {"group_id": "1", "group_ring_time": "40"}}},
+         "targets['0221'].group_ring_time"),
+        ({"targets": {"0221": {"group_id": "1", "backup_behaviour": "routing_object"}}},
+         "targets['0221'].backup_routing_object"),
+        ({"targets": {"0221": {"group_id": "1", "backup_behaviour": "voicemail"}}},
+         "targets['0221'].backup_behaviour"),
+        ({"targets": {"0221": {"prompt_id": "1", "group_ring_time": 30}}},
+         "targets['0221'].group_ring_time"),
+        ({"targets": {"0221": {"prompt_id": "1", "routing_plan_id": "2"}}}, "targets['0221']"),
+        ({"targets": {"0221": {"routing_plan_id": "<3>"}}}, "targets['0221'].routing_plan_id"),
+    ],
+)
+def test_invalid_placetel_targets_name_the_field(document: Any, field: str) -> None:
+    with pytest.raises(ValueError) as error:
+        rules_from_document(document)
+    assert str(error.value).startswith(field + ":")
+
+
+def placetel_targets_form(token: str, **changes: Any) -> dict[str, Any]:
+    return valid_form(token, **{
+        "target-0-number": "0221555", "target-0-kind": "prompt", "target-0-id": "5",
+        "target-1-number": "0221666", "target-1-kind": "group", "target-1-id": "12",
+        "target-1-ringtime": "30", "target-1-backup": "77",
+        "target-2-number": "0221444", "target-2-kind": "routing_plan", "target-2-id": "3",
+        "target-3-number": "0221888", "target-3-kind": "queue", "target-3-id": "9",
+        **changes,
+    })
+
+
+def test_the_page_saves_prompt_group_and_routing_plan_targets_and_placetel_gets_them(
+    app: Flask, people: dict[str, int]
+) -> None:
+    client, token = supervisor(app)
+    response = client.post("/routing", data=placetel_targets_form(token))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(RoutingConfig)).one().rules["targets"] == {
+            "0221555": {"prompt_id": "5"},
+            "0221666": {"group_id": "12", "group_ring_time": 30,
+                        "backup_behaviour": "routing_object", "backup_routing_object": "77"},
+            "0221444": {"routing_plan_id": "3"},
+            "0221888": {"queue_id": "9"},
+        }
+    page = client.get("/routing").get_data(as_text=True)
+    assert '<option value="group" selected>' in page and 'value="77"' in page
+
+    placetel = app.test_client()
+    assert same_xml(incoming(placetel, "0301", "0221555"), '<Response><Prompt id="5"/></Response>')
+    assert same_xml(incoming(placetel, "0301", "0221666"),
+                    '<Response><Group id="12" ringtime="30" backup_behaviour="routing_object" '
+                    'backup_routing_object="77"/></Response>')
+    assert same_xml(incoming(placetel, "0301", "0221888"), '<Response><Queue id="9"/></Response>')
+    # The routing plan holds the desk's own routing as Placetel's documented fallback.
+    plan = ET.fromstring(incoming(placetel, "0301", "0221444"))
+    assert plan.find("RoutingPlan").attrib == {"id": "3"}
+    assert [n.text for n in plan.iterfind("RoutingPlan/Forward/Target/Number")] == [ANN, BOB]
+
+
+def test_stringee_gets_the_fallback_of_a_placetel_only_target(
+    app: Flask, client: FlaskClient, people: dict[str, int]
+) -> None:
+    set_rules(app, {"targets": {"842471234567": {"group_id": "12"},
+                                "842471234568": {"prompt_id": "5"}}})
+    params = {"from": "84899199866", "uuid": "882696e2", "fromInternal": "false"}
+    group = answer(client, "number", to="842471234567", **params).json
+    assert [leg["to"]["number"] for leg in group] == ["user_ann", "user_bob"]
+    assert answer(client, "number", to="842471234568", **params).json == []  # hang up
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target-1-ringtime": "5"},
+         "Placetel group ring time: must be whole seconds from 10 to 60"),
+        ({"target-3-ringtime": "30"}, "0221888: a group ring time and a backup routing object "
+                                      "are for a Placetel group only"),
+        ({"target-0-kind": "voicemail"}, "0221555: choose where its calls go"),
+        ({"target-0-id": "5 6"}, "Placetel prompt id: must be an id"),
+        ({"target-1-backup": "<77>"}, "Backup routing object: must be an id"),
+        ({"target-2-agents": [str(1)]}, "not both and not neither"),
+    ],
+)
+def test_invalid_placetel_targets_on_the_page_are_refused(
+    app: Flask, people: dict[str, int], changes: dict[str, Any], message: str
+) -> None:
+    client, token = supervisor(app)
+    response = client.post("/routing", data=placetel_targets_form(token, **changes))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert message in page and "Nothing was saved" in page
+    assert count(app, RoutingConfig) == 0
+
+
+def test_preview_of_a_placetel_only_target_says_what_the_others_do(
+    app: Flask, people: dict[str, int]
+) -> None:
+    set_rules(app, {"targets": {"0221666": {"group_id": "12"}}})
+    client, _ = supervisor(app)
+    page = client.get("/routing?from=0301&to=0221666&via=placetel").get_data(as_text=True)
+    assert "<strong>group</strong>" in page and "&lt;Group id=&#34;12&#34;" in page
+    assert 'id="preview-note"' in page and "Stringee and the mediaservice cannot" in page
+    page = client.get("/routing?from=0301&to=0221666&via=stringee").get_data(as_text=True)
+    assert "<strong>ring</strong>" in page and "user_ann" in page
+    assert "which only Placetel can reach; instead ringing 2 agent(s)" in page
+    plain = client.get("/routing?from=0301&to=0221&via=stringee").get_data(as_text=True)
+    assert 'id="preview-note"' not in plain

@@ -107,9 +107,11 @@ def dial_and_connect(server: LiveServer, agent: Agent) -> None:
     response = agent.post("/dial", json={"callee": "082 000 1234", "outbound_id": "random"})
     assert response.status_code == 201, response.text
     call_id = response.json()["call"]["id"]
-    connected = wait_for("the dial to connect", lambda: agent.call(call_id)["state"] == "talking")
+    # Like the real PBX, the simulated one says nothing until its CDR at the end of the call.
+    connected = wait_for("the dial's CDR", lambda: agent.call(call_id)["state"] == "ended", 45)
     assert connected
     call = agent.call(call_id)
+    assert call["outcome"] == "answered" and call["duration"] > 0
     assert call["provider"] == "teleforge" and call["agent"] == "agent"
     assert call["to"] == "0820001234"
 
@@ -120,9 +122,9 @@ def test_the_simulated_pbx_refuses_what_the_document_forbids(
     server, _agent = demo
     url = server.url + "/simulator/teleforge/click2dial/calls"
     bad = requests.post(url, json={"agent": "12", "callee": "12345", "outbound_id": "me",
-                                   "callcontact_ref": "order 42"}, timeout=5)
+                                   "contact_ref": "order 42"}, timeout=5)
     assert bad.status_code == 422
-    assert set(bad.json()["errors"]) == {"agent", "callee", "outbound_id", "callcontact_ref"}
+    assert set(bad.json()["errors"]) == {"agent", "callee", "outbound_id", "contact_ref"}
     assert requests.post(url, data="agent=101", timeout=5).status_code == 400
 
 
@@ -192,7 +194,7 @@ def test_with_redis_the_dial_notifications_travel_a_redis_list(
     require("Redis", error)
     name = f"desk-test:sim:{time.time_ns()}"
     env = demo_env(f"sqlite:///{tmp_path / 'desk.sqlite3'}", DESK_REDIS_URL=REDIS_URL,
-                   DESK_TELEFORGE_LIST=name)
+                   DESK_TELEFORGE_LISTS=name)
     flask_cli(env, "db", "upgrade")
     flask_cli(env, "users", "demo")
     server = LiveServer(env)

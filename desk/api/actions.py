@@ -7,61 +7,72 @@ the desk refuses (not your call, wrong state, already pending).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import abort, jsonify, request
+from flask import abort, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from sqlalchemy.orm import Session
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
+from desk.errors import error_response
+from desk.extensions import db
+from desk.models import User
 from desk.services import actions
 
 
-def _run(do):  # type: ignore[no-untyped-def]
+def _run(do: Callable[[], actions.Outcome]) -> ResponseReturnValue:
     try:
         outcome = do()
     except actions.ActionRefused as exc:
         abort(exc.status, exc.message)
     if not outcome.ok:
-        response = jsonify(error="Provider refused" if outcome.status == 502 else "Timeout",
-                           message=outcome.message, status=outcome.status,
-                           call=outcome.call.to_json())
-        response.status_code = outcome.status
-        return response
+        return error_response(
+            outcome.status, outcome.message,
+            error="Provider refused" if outcome.status == 502 else "Timeout",
+            call=outcome.call.to_json(),
+        )
     return jsonify(outcome.call.to_json()), 202
 
 
+def _who(call_id: int) -> tuple[Session, User, int]:
+    """The arguments every action starts with: this request's session, user and call."""
+    return db.session(), current_user, call_id
+
+
 @bp.post("/calls/<int:call_id>/hangup")
-def api_hangup(call_id: int):  # type: ignore[no-untyped-def]
-    return _run(lambda: actions.hangup(current_user, call_id))
+def api_hangup(call_id: int) -> ResponseReturnValue:
+    return _run(lambda: actions.hangup(*_who(call_id), current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/drop")
-def api_drop(call_id: int):  # type: ignore[no-untyped-def]
+def api_drop(call_id: int) -> ResponseReturnValue:
     body = request.get_json(silent=True)
     party = body.get("party") if isinstance(body, dict) else None
-    return _run(lambda: actions.drop_party(current_user, call_id, party))
+    return _run(lambda: actions.drop_party(*_who(call_id), party, current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/split")
-def api_split(call_id: int):  # type: ignore[no-untyped-def]
+def api_split(call_id: int) -> ResponseReturnValue:
     body = request.get_json(silent=True)
     if body is not None and not isinstance(body, dict):
         abort(400, 'Send a JSON object, e.g. {"target": "sip:101@example.com"}, or no body.')
     target = (body or {}).get("target")
     if target is not None and not isinstance(target, str):
         abort(400, "'target' must be a string: a number, extension or SIP address.")
-    return _run(lambda: actions.split(current_user, call_id, target))
+    return _run(lambda: actions.split(*_who(call_id), target, current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/recording")
-def api_record(call_id: int):  # type: ignore[no-untyped-def]
-    return _run(lambda: actions.start_recording(current_user, call_id))
+def api_record(call_id: int) -> ResponseReturnValue:
+    return _run(lambda: actions.start_recording(*_who(call_id), current_app.config))
 
 
 @bp.delete("/calls/<int:call_id>/recording")
-def api_stop_record(call_id: int):  # type: ignore[no-untyped-def]
-    return _run(lambda: actions.stop_recording(current_user, call_id))
+def api_stop_record(call_id: int) -> ResponseReturnValue:
+    return _run(lambda: actions.stop_recording(*_who(call_id), current_app.config))
 
 
 def _action(summary: str, description: str, body: dict[str, Any] | None = None) -> dict:

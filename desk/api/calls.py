@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import abort, jsonify, request
+from flask import Response, abort, jsonify, request
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR, param
 from desk.extensions import db
 from desk.models import LIVE_STATES, Call, User
+from desk.services import queries
+from desk.services.visibility import load_visible, visible_calls
 
 MAX_LIMIT = 200
 
@@ -38,7 +40,7 @@ def _int(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/calls")
-def list_calls():  # type: ignore[no-untyped-def]
+def list_calls() -> Response:
     state = request.args.get("state", "live")
     if state not in ("live", "ended", "all"):
         abort(400, "'state' must be live, ended or all.")
@@ -49,16 +51,13 @@ def list_calls():  # type: ignore[no-untyped-def]
         query = query.where(Call.state.in_(LIVE_STATES))
     elif state == "ended":
         query = query.where(Call.state == "ended")
-    if not current_user.is_supervisor and state != "live":
-        # Agents see the whole queue live, but only their own history.
-        query = query.where(or_(Call.agent_id == current_user.id, Call.state.in_(LIVE_STATES)))
+    query = visible_calls(current_user, query)
     if provider := request.args.get("provider"):
         query = query.where(Call.provider == provider)
     if agent := request.args.get("agent"):
         query = query.join(User, Call.agent_id == User.id).where(User.name == agent)
     if number := request.args.get("number"):
-        pattern = f"%{number.strip()}%"
-        query = query.where(or_(Call.from_number.like(pattern), Call.to_number.like(pattern)))
+        query = query.where(queries.number_contains(number.strip()))
     if since := _when("since"):
         query = query.where(Call.started_at >= since)
     if until := _when("until"):
@@ -74,12 +73,8 @@ def list_calls():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/calls/<int:call_id>")
-def get_call(call_id: int):  # type: ignore[no-untyped-def]
-    call = db.session.get(Call, call_id)
-    if call is None:
-        abort(404, f"There is no call {call_id}.")
-    if not current_user.is_supervisor and not call.is_live and call.agent_id != current_user.id:
-        abort(403, "Agents can see live calls and their own history only.")
+def get_call(call_id: int) -> Response:
+    call = load_visible(db.session, current_user, call_id)
     return jsonify(call.to_json())
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import abort, current_app, jsonify, request, url_for
+from flask import Response, abort, jsonify, request, url_for
 from flask_login import current_user
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
-from desk.extensions import db
+from desk.errors import error_response
+from desk.extensions import current_app_object, db
 from desk.models import User
 from desk.providers.teleforge import client as teleforge_client
 from desk.services import dial
@@ -34,16 +35,8 @@ def _field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _error(status: int, message: str, **extra: Any):  # type: ignore[no-untyped-def]
-    names = {403: "Forbidden", 409: "Conflict", 422: "Unprocessable Entity", 502: "Bad Gateway",
-             503: "Service Unavailable", 504: "Gateway Timeout"}
-    response = jsonify(error=names.get(status, "Error"), message=message, status=status, **extra)
-    response.status_code = status
-    return response
-
-
 @bp.post("/dial")
-def post_dial():  # type: ignore[no-untyped-def]
+def post_dial() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, 'Send a JSON object: {"callee": "0820001234", "outbound_id": "random"}.')
@@ -54,10 +47,10 @@ def post_dial():  # type: ignore[no-untyped-def]
     values = {name: _field(body, name) for name in dial.FIELDS}
     key = request.headers.get("Idempotency-Key", "").strip()
     attempt = hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
-    user = db.session.get(User, current_user.id)
+    user = db.session.get_one(User, current_user.id)
     try:
         outcome = dial.place_call(
-            db.session, teleforge_client.client_for(current_app._get_current_object()),  # type: ignore[attr-defined]
+            db.session(), teleforge_client.client_for(current_app_object()),
             user=user, agent=values["agent"] or None, callee=values["callee"],
             outbound_id=values["outbound_id"], reference=values["reference"], attempt=attempt,
         )
@@ -67,13 +60,13 @@ def post_dial():  # type: ignore[no-untyped-def]
             extra["warnings"] = refused.warnings
         if refused.call is not None:
             extra["call"] = refused.call.to_json()
-        return _error(refused.status, refused.message, **extra)
+        return error_response(refused.status, refused.message, **extra)
 
     sent = {"agent": outcome.request.agent, "callee": outcome.request.callee,
             "outbound_id": outcome.request.outbound_id, "reference": outcome.request.reference}
     if outcome.error is not None:
         error = outcome.error
-        return _error(
+        return error_response(
             dial.error_status(error), error.message, source="teleforge", kind=error.kind,
             may_have_dialled=error.may_have_dialled, errors=error.field_errors,
             teleforge_status=error.status, call=outcome.call.to_json(), dialled=sent,

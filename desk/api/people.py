@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, jsonify, request
+from flask import Response, abort, jsonify, request
 from flask_login import current_user
 
 from desk.api.blueprint import bp
@@ -16,10 +16,10 @@ from desk.services.presence import set_presence
 
 
 @bp.get("/agents")
-def list_agents():  # type: ignore[no-untyped-def]
-    current = queries.current_calls(db.session)
+def list_agents() -> Response:
+    current = queries.current_calls(db.session())
     result = []
-    for person in queries.people(db.session):
+    for person in queries.people(db.session()):
         data = person.to_json()
         call = current.get(person.id)
         data["current_call"] = call.id if call else None
@@ -28,13 +28,13 @@ def list_agents():  # type: ignore[no-untyped-def]
 
 
 @bp.put("/agents/me/presence")
-def put_presence():  # type: ignore[no-untyped-def]
+def put_presence() -> Response:
     body = request.get_json(silent=True)
     value = body.get("presence") if isinstance(body, dict) else None
     if value not in PRESENCES:
         abort(400, f"Send JSON {{\"presence\": ...}} with one of: {', '.join(PRESENCES)}.")
-    set_presence(current_user.id, value)
-    me = db.session.get(User, current_user.id)
+    set_presence(db.session, current_user.id, value)
+    me = db.session.get_one(User, current_user.id)
     db.session.refresh(me)
     return jsonify(me.to_json())
 

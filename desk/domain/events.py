@@ -2,7 +2,8 @@
 
 Adapters (``desk.providers.*``) are pure: they turn a provider's payload into a ``Parsed``
 (the events plus the delivery's dedupe key) or raise ``BadPayload`` with a message a person
-can act on. ``desk.services.ingest`` applies the events; nothing here touches the database.
+can act on. ``desk.domain.state.merge`` folds them into a call and ``desk.services.ingest``
+stores the result; nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -12,14 +13,6 @@ from datetime import datetime
 from typing import Literal
 
 EventKind = Literal["dialling", "ringing", "answered", "ended"]
-
-STATE_FOR_KIND: dict[str, str] = {
-    "dialling": "dialling",
-    "ringing": "ringing",
-    "answered": "talking",
-    "ended": "ended",
-}
-STATE_RANK = {"dialling": 0, "ringing": 1, "talking": 2, "ended": 3}
 
 
 class BadPayload(ValueError):

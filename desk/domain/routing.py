@@ -10,24 +10,46 @@ The order of checks is the order a supervisor would explain it in: a blocked cal
 refused; a called number with its own target goes there; otherwise every available agent
 who is not on a call rings (or the ring groups, one after another); and when nobody can
 take the call it goes to voicemail, a queue, a busy signal or a hang-up as the rules say.
+
+Three targets exist only at Placetel (README of ``Placetel/call-control-notify-api``, "Your
+XML response"): a *prompt* (play announcement ``id``, then hang up), a *group* (Placetel's
+own ring group ``id``) and a *routing plan* (``id``). A decision for one of them carries a
+``fallback``: what a provider that cannot send a call there does instead
+(``Decision.portable``). A prompt's fallback is a hang-up (the number is meant to reach
+nobody); a group's or routing plan's is the routing the number would get without its target
+(the available agents, else what the rules say for nobody), which also becomes the
+``Forward`` fallback Placetel documents inside ``RoutingPlan``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Presence = Literal["available", "away", "wrap-up", "offline"]
-Action = Literal["ring", "queue", "voicemail", "reject", "busy", "hangup"]
+Action = Literal[
+    "ring", "queue", "voicemail", "reject", "busy", "hangup", "prompt", "group", "routing_plan"
+]
 Fallback = Literal["voicemail", "queue", "busy", "hangup"]
 BlockedAction = Literal["reject", "busy", "hangup"]
 Address = Literal["sip_peer", "stringee_user_id"]
+BackupBehaviour = Literal["mailbox", "routing_object"]
 
 DEFAULT_RING_TIME = 60  # seconds; also Placetel's default for a Target
-ACTIONS: tuple[str, ...] = ("ring", "queue", "voicemail", "reject", "busy", "hangup")
-FALLBACKS: tuple[str, ...] = ("voicemail", "queue", "busy", "hangup")
-BLOCKED_ACTIONS: tuple[str, ...] = ("reject", "busy", "hangup")
+ACTIONS: tuple[str, ...] = (
+    "ring", "queue", "voicemail", "reject", "busy", "hangup", "prompt", "group", "routing_plan",
+)
+PLACETEL_ONLY: tuple[str, ...] = ("prompt", "group", "routing_plan")
+"""Actions only Placetel can carry out; other providers use the decision's ``fallback``."""
+TARGET_LABELS = {"prompt": "Placetel prompt", "group": "Placetel group",
+                 "routing_plan": "Placetel routing plan"}
+# Placetel's Group: "Ring time before handling backup, 10 to 60 seconds", default 40.
+GROUP_RING_TIMES = (10, 60)
+DEFAULT_GROUP_RING_TIME = 40
+BACKUP_BEHAVIOURS: tuple[BackupBehaviour, ...] = ("mailbox", "routing_object")
+FALLBACKS: tuple[Fallback, ...] = ("voicemail", "queue", "busy", "hangup")
+BLOCKED_ACTIONS: tuple[BlockedAction, ...] = ("reject", "busy", "hangup")
 
 # Formatting people put into phone numbers; removed before numbers are compared.
 _FORMATTING = str.maketrans("", "", " -()/.")
@@ -73,20 +95,70 @@ class RingGroup:
             raise ValueError(f"ring_time must be seconds greater than 0, not {self.ring_time}")
 
 
+def check_group_options(
+    ring_time: int | None, backup_behaviour: str | None, backup_routing_object: str | None
+) -> None:
+    """Placetel's rules for a Group's options; raises ``ValueError`` naming the option."""
+    low, high = GROUP_RING_TIMES
+    if ring_time is not None and not low <= ring_time <= high:
+        raise ValueError(f"group ring time must be {low} to {high} seconds, not {ring_time}")
+    if backup_behaviour is not None and backup_behaviour not in BACKUP_BEHAVIOURS:
+        raise ValueError(f"backup_behaviour must be mailbox or routing_object, "
+                         f"not {backup_behaviour!r}")
+    if backup_behaviour == "routing_object" and not backup_routing_object:
+        raise ValueError("backup_behaviour 'routing_object' needs backup_routing_object")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Destination:
+    """Where a call goes other than to ringing agents: a queue, or a Placetel prompt, group
+    or routing plan, with the group's options (None leaves Placetel's default). Shared by
+    a number's target and a decision, which say which of these they use."""
+
+    queue_id: str | None = None
+    prompt_id: str | None = None
+    group_id: str | None = None
+    routing_plan_id: str | None = None
+    group_ring_time: int | None = None
+    backup_behaviour: BackupBehaviour | None = None
+    backup_routing_object: str | None = None
+
+
 @dataclass(frozen=True)
-class NumberTarget:
-    """Where calls to one of our numbers go: some agents, ring groups, or a queue (one of them)."""
+class NumberTarget(Destination):
+    """Where calls to one of our numbers go: some agents, ring groups, a queue, or a Placetel
+    prompt, group or routing plan (exactly one of them).
+
+    The group options are Placetel's ``Group`` attributes; None leaves Placetel's default
+    (40 s, then the mailbox).
+    """
 
     agent_ids: tuple[int, ...] = ()
     ring_groups: tuple[RingGroup, ...] = ()
-    queue_id: str | None = None
 
     def __post_init__(self) -> None:
-        given = sum(1 for part in (self.agent_ids, self.ring_groups, self.queue_id) if part)
-        if given != 1:
+        parts = (self.agent_ids, self.ring_groups, self.queue_id, self.prompt_id, self.group_id,
+                 self.routing_plan_id)
+        if sum(1 for part in parts if part) != 1:
             raise ValueError(
-                "a number's target needs exactly one of agent_ids, ring_groups, queue_id"
+                "a number's target needs exactly one of agent_ids, ring_groups, queue_id, "
+                "prompt_id, group_id, routing_plan_id"
             )
+        options = (self.group_ring_time, self.backup_behaviour, self.backup_routing_object)
+        if not self.group_id and any(option is not None for option in options):
+            raise ValueError("group_ring_time and the backup options are for a group_id only")
+        check_group_options(*options)
+
+    @property
+    def placetel_target(self) -> tuple[Action, str] | None:
+        """(action, id) when the target is a Placetel prompt, group or routing plan."""
+        if self.prompt_id:
+            return "prompt", self.prompt_id
+        if self.group_id:
+            return "group", self.group_id
+        if self.routing_plan_id:
+            return "routing_plan", self.routing_plan_id
+        return None
 
 
 @dataclass(frozen=True)
@@ -143,19 +215,21 @@ class RingStep:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(Destination):
     """What to do with one incoming call.
 
     ``ring``: ring ``steps`` in order; ``voicemail`` says whether an unanswered call then
     goes to voicemail (None: the provider's default). ``queue``: send to ``queue_id``.
     ``voicemail``, ``reject``, ``busy`` (reject pretending to be busy), ``hangup``: as named.
+    ``prompt``, ``group``, ``routing_plan``: Placetel's ``Prompt`` / ``Group`` /
+    ``RoutingPlan`` with ``prompt_id`` / ``group_id`` / ``routing_plan_id`` (Placetel only:
+    ``fallback`` is what other providers do, see ``portable``).
     The remaining fields are provider options left out of the answer when None.
     ``reason`` says why, in words for the event log.
     """
 
     action: Action
     steps: tuple[RingStep, ...] = ()
-    queue_id: str | None = None
     record: bool = False
     voicemail: bool | None = None
     voicemail_announcement: str | None = None
@@ -163,6 +237,7 @@ class Decision:
     music_on_hold: bool | None = None
     forward_announcement: str | None = None
     reason: str = ""
+    fallback: Decision | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -171,6 +246,25 @@ class Decision:
             raise ValueError("a ring decision needs at least one agent or number to ring")
         if self.action == "queue" and not self.queue_id:
             raise ValueError("a queue decision needs queue_id")
+        for action in PLACETEL_ONLY:
+            if self.action == action and not getattr(self, f"{action}_id"):
+                raise ValueError(f"a {action} decision needs {action}_id")
+        check_group_options(self.group_ring_time, self.backup_behaviour,
+                            self.backup_routing_object)
+        if self.fallback is not None and self.fallback.action in PLACETEL_ONLY:
+            raise ValueError("a fallback must be something every provider can do")
+
+    @property
+    def placetel_only(self) -> bool:
+        """Only Placetel can carry this out (a prompt, group or routing plan)."""
+        return self.action in PLACETEL_ONLY
+
+    def portable(self) -> Decision:
+        """What a provider without Placetel's prompts, groups and routing plans does: the
+        ``fallback`` for those (a hang-up when none was given), else this decision."""
+        if not self.placetel_only:
+            return self
+        return self.fallback or Decision("hangup", reason=f"{self.reason}; elsewhere: hang up")
 
 
 def _can_take(agent: Agent, reachable_by: Address | None) -> bool:
@@ -226,16 +320,62 @@ def decide(
         )
 
     by_id = {agent.id: agent for agent in agents}
+    if target is not None and target.placetel_target:
+        return _placetel_target(target, to_number, by_id, rules, reachable_by)
     if target is not None and target.agent_ids:
         groups: tuple[RingGroup, ...] = (RingGroup(target.agent_ids, rules.ring_time),)
     elif target is not None:
         groups = target.ring_groups
-    elif rules.ring_groups:
-        groups = rules.ring_groups
     else:
-        everyone = tuple(sorted(by_id))
-        groups = (RingGroup(everyone, rules.ring_time),) if everyone else ()
+        groups = _usual_groups(by_id, rules)
+    return _ring(groups, to_number, by_id, rules, reachable_by)
 
+
+def _usual_groups(by_id: Mapping[int, Agent], rules: Rules) -> tuple[RingGroup, ...]:
+    """Who rings for a number without a target of its own."""
+    if rules.ring_groups:
+        return rules.ring_groups
+    everyone = tuple(sorted(by_id))
+    return (RingGroup(everyone, rules.ring_time),) if everyone else ()
+
+
+def _placetel_target(
+    target: NumberTarget, to_number: str | None, by_id: Mapping[int, Agent], rules: Rules,
+    reachable_by: Address | None,
+) -> Decision:
+    action, ident = target.placetel_target or ("hangup", "")  # the caller checked it is set
+    label = f"{TARGET_LABELS[action]} {ident}"
+    where = f"calls to {to_number} go to {label}"
+    if action == "prompt":
+        fallback = Decision("hangup", reason=f"{where}, which only Placetel can play: hang up")
+    else:
+        usual = _ring(_usual_groups(by_id, rules), to_number, by_id, rules, reachable_by)
+        fallback = replace(usual, reason=f"{where}, which only Placetel can reach; instead "
+                                         f"{usual.reason}")
+    group = action == "group"
+    return Decision(
+        action,
+        record=rules.record,
+        reason=where,
+        prompt_id=ident if action == "prompt" else None,
+        group_id=ident if group else None,
+        routing_plan_id=ident if action == "routing_plan" else None,
+        # Placetel's Group takes the same announcement and music options as a Forward.
+        music_on_hold=rules.music_on_hold if group else None,
+        forward_announcement=rules.forward_announcement if group else None,
+        voicemail_announcement=rules.voicemail_announcement if group else None,
+        group_ring_time=target.group_ring_time,
+        backup_behaviour=target.backup_behaviour,
+        backup_routing_object=target.backup_routing_object,
+        fallback=fallback,
+    )
+
+
+def _ring(
+    groups: tuple[RingGroup, ...], to_number: str | None, by_id: Mapping[int, Agent],
+    rules: Rules, reachable_by: Address | None,
+) -> Decision:
+    """Ring whoever of ``groups`` can take the call, one group after another, or fall back."""
     steps = []
     for group in groups:
         ready = tuple(

@@ -186,7 +186,7 @@ class Hub:
         """
         everything: Changes = {}
         local: Changes = {}
-        job: tuple[Changes, bool] | None = self._jobs.get()
+        job = self._jobs.get()
         for _ in range(BATCH_JOBS):
             changes, local_origin = job
             for kind, ids in changes.items():

@@ -1,18 +1,19 @@
 """What boards are sent: one rendering per audience for a change, a full snapshot on connect.
 
 A call row is the same ``_call_row.html`` the page renders; in a push it carries
-``hx-swap-oob`` and ``data-section`` (where it belongs), and ``static/js/desk.js`` moves it
+``hx-swap-oob`` and ``data-section`` (where it belongs), and ``static/board/desk.js`` moves it
 there when the section changed or the row is new. See ``desk.live.hub`` for audiences.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from flask import Flask, current_app, render_template
 
 from desk.extensions import db, hub
-from desk.live.changes import Changes
+from desk.live.changes import AGENTS, ALERTS, CALLS, Changes
 from desk.live.hub import Fragments
 from desk.models import Call, User
 from desk.services import queries, wallboard
@@ -30,11 +31,13 @@ def supervisor_section(call: Call) -> str:
 
 def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
          oob: bool = True) -> str:
-    return render_template("_call_row.html", call=call, section=section, own=own,
+    return render_template("board/_call_row.html", call=call, section=section, own=own,
                            may_act=may_act, oob=oob)
 
 
-def call_fragments(call: Call, roles: set[str] = frozenset({"agent", "supervisor"})) -> Fragments:
+def call_fragments(
+    call: Call, roles: Set[str] = frozenset({"agent", "supervisor"})
+) -> Fragments:
     """The renderings of one call: for supervisors, its agent, and every other agent.
 
     Supervisors may act on any call, an agent on its own; nobody else sees buttons. Only
@@ -62,7 +65,7 @@ def row_for(user: User, call: Call) -> str:
     return _row(call, agent_section(call, user.id), own=own, may_act=own, oob=False)
 
 
-def render_changes(app: Flask, changes: Changes, roles: set[str]) -> Fragments:
+def render_changes(app: Flask, changes: Changes, roles: Set[str]) -> Fragments:
     """Called by the hub's dispatcher thread for each (merged) batch of committed changes.
 
     Renders only for the ``roles`` with boards in this process: a process holding no
@@ -72,26 +75,26 @@ def render_changes(app: Flask, changes: Changes, roles: set[str]) -> Fragments:
     supervisors, agents = "supervisor" in roles, "agent" in roles
     with app.test_request_context(), db.new_session() as session:
         fragments: Fragments = []
-        call_ids = changes.get("calls", set())
+        call_ids = changes.get(CALLS, set())
         for call in queries.calls_by_id(session, call_ids):
             fragments.extend(call_fragments(call, roles))
-        agent_ids = changes.get("agents", set())
+        agent_ids = changes.get(AGENTS, set())
         if agent_ids:
             current = queries.current_calls(session, agent_ids) if supervisors else {}
             for person in queries.people(session, agent_ids):
                 if supervisors:
                     fragments.append(("supervisor", render_template(
-                        "_agent_tile.html", person=person, call=current.get(person.id),
+                        "board/_agent_tile.html", person=person, call=current.get(person.id),
                         oob=True)))
                 if agents:
                     fragments.append((f"agent:{person.id}", render_template(
-                        "_presence.html", me=person, oob=True)))
-        if "alerts" in changes and supervisors:
+                        "shared/_presence.html", me=person, oob=True)))
+        if ALERTS in changes and supervisors:
             fragments.append(("supervisor", render_template(
-                "_alerts.html", alerts=queries.open_alerts(session), oob=True)))
+                "supervisor/_alerts.html", alerts=queries.open_alerts(session), oob=True)))
         if call_ids:
             counters = render_template(
-                "_counters.html", counts=queries.state_counts(session), oob=True
+                "shared/_counters.html", counts=queries.state_counts(session), oob=True
             )
             fragments.append(("supervisor", counters))
             fragments.append(("agents", counters))
@@ -99,13 +102,13 @@ def render_changes(app: Flask, changes: Changes, roles: set[str]) -> Fragments:
             # Today's wallboard counters: a few indexed queries, once per change batch.
             wb = wallboard.compute(session, app.config["DESK_TIMEZONE"])
             fragments.append(("supervisor", render_template(
-                "_wallboard_counters.html", wb=wb, oob=True)))
+                "supervisor/_wallboard_counters.html", wb=wb, oob=True)))
         return fragments
 
 
 def render_status(app: Flask) -> Fragments:
     with app.test_request_context():
-        return [("supervisor", render_template("_status.html", hub=hub, oob=True))]
+        return [("supervisor", render_template("shared/_status.html", hub=hub, oob=True))]
 
 
 def board_context(session: Any, user: User) -> dict[str, Any]:
@@ -133,4 +136,4 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
 
 def render_snapshot(session: Any, user: User) -> str:
     """Every section of ``user``'s board as out-of-band swaps: sent first on each connect."""
-    return render_template("_snapshot.html", oob=True, **board_context(session, user))
+    return render_template("board/_snapshot.html", oob=True, **board_context(session, user))

@@ -50,7 +50,7 @@ def _drain(board: Board, first: object) -> tuple[str, bool]:
     for _ in range(BATCH):
         if message is RECONNECT:
             return "".join(parts), True
-        parts.append(message)  # type: ignore[arg-type]
+        parts.append(str(message))  # besides RECONNECT, outboxes hold only HTML strings
         try:
             message = board.outbox.get_nowait()
         except queue.Empty:

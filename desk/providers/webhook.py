@@ -29,9 +29,10 @@ from desk.services import ingest
 T = TypeVar("T")
 
 
-def blueprint(name: str) -> Blueprint:
-    """The webhook blueprint of provider ``name``; the registry mounts it."""
-    return Blueprint(f"{name}_webhooks", f"desk.providers.{name}.views")
+def blueprint(name: str, import_name: str | None = None) -> Blueprint:
+    """The webhook blueprint of provider ``name`` (pass the views module's ``__name__``
+    when it lives outside ``desk.providers``); the registry mounts it."""
+    return Blueprint(f"{name}_webhooks", import_name or f"desk.providers.{name}.views")
 
 
 def require(ok: bool, message: str) -> None:

@@ -26,7 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from desk.db import end_reads
-from desk.live.changes import mark_changed
+from desk.domain.events import CallEvent
+from desk.domain.state import merge
+from desk.live.changes import AGENTS, CALLS, mark_changed
 from desk.models import Call, User, utcnow
 from desk.providers.teleforge.client import DialResult, TeleforgeClient, TeleforgeError
 from desk.providers.teleforge.rules import (
@@ -140,12 +142,11 @@ def resolve_agent(session: Session, user: User, agent: str | None) -> tuple[str,
     return own, user
 
 
-def _end_failed(session: Session, call: Call, message: str) -> None:
-    call.state = "ended"
-    call.ended_at = utcnow()
-    call.end_cause = "failed"
+def _end_failed(call: Call, message: str) -> None:
+    """End a dial Teleforge certainly did not place, through the same fold as its events."""
+    merge(call, CallEvent(provider=call.provider, provider_call_id=call.provider_call_id,
+                          kind="ended", at=utcnow(), end_cause="failed"))
     call.action_error = message
-    call.version = (call.version or 0) + 1
 
 
 def place_call(
@@ -231,10 +232,10 @@ def place_call(
             call.action_error = exc.message
             call.version = (call.version or 0) + 1
         else:
-            _end_failed(session, call, exc.message)
-        mark_changed(session, "calls", call.id)
+            _end_failed(call, exc.message)
+        mark_changed(session, CALLS, call.id)
         if call.agent_id:
-            mark_changed(session, "agents", call.agent_id)
+            mark_changed(session, AGENTS, call.agent_id)
         audit.record(
             session, user_id=user.id, call_id=call.id, action="dial",
             outcome="refused" if exc.kind == "rejected" else "error",

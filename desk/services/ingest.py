@@ -6,10 +6,9 @@ tested with Hypothesis:
 
 * **Idempotent.** A delivery's dedupe key is stored under a unique index; a retried delivery
   hits it, is logged as ``duplicate`` and changes nothing else.
-* **Order-tolerant.** ``merge`` only moves a call's state forward, and every field merges
-  commutatively (earliest timestamp wins, first non-empty value wins), so any order and any
-  duplication of a call's events ends in the same row as the clean order. A late "ringing"
-  never revives an ended call; an "ended" with nothing before it still makes a complete row.
+* **Order-tolerant.** Events are folded in with ``desk.domain.state.merge``, which only moves
+  a call's state forward and merges every field commutatively, so any order and any
+  duplication of a call's events ends in the same row as the clean order.
 
 Changed call ids are marked on the session and published to boards only after the commit.
 """
@@ -18,16 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, lazyload
 
 from desk.db import end_reads
-from desk.domain.events import STATE_FOR_KIND, STATE_RANK, CallEvent, Parsed
-from desk.live.changes import mark_changed
+from desk.domain.events import CallEvent, Parsed
+from desk.domain.state import merge
+from desk.live.changes import AGENTS, CALLS, mark_changed
 from desk.models import Call, Delivery, User, utcnow
+from desk.services.queries import LIKE_ESCAPE, escape_like
 
 _ATTEMPTS = 4
 
@@ -36,47 +36,6 @@ _ATTEMPTS = 4
 class IngestResult:
     status: str  # "applied" or "duplicate"
     call_ids: tuple[int, ...]
-
-
-def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
-    if current is None:
-        return candidate
-    if candidate is None:
-        return current
-    return min(current, candidate)
-
-
-def merge(call: Call, event: CallEvent) -> None:
-    """Fold ``event`` into ``call``. Commutative and monotone: see the module docstring."""
-    new_state = STATE_FOR_KIND[event.kind]
-    if call.state is None or STATE_RANK[new_state] > STATE_RANK[call.state]:
-        call.state = new_state
-
-    call.started_at = _earliest(call.started_at, event.at)  # type: ignore[assignment]
-    call.direction = call.direction or event.direction or "inbound"
-    call.from_number = call.from_number or event.from_number
-    call.to_number = call.to_number or event.to_number
-
-    if event.kind == "ringing":
-        call.ringing_at = _earliest(call.ringing_at, event.at)
-    elif event.kind == "answered":
-        call.answered_at = _earliest(call.answered_at, event.at)
-        call.answered_by = call.answered_by or event.answered_by
-    elif event.kind == "ended":
-        if call.ended_at is None or event.at < call.ended_at or (
-            event.at == call.ended_at and (event.end_cause or "") < (call.end_cause or "")
-        ):
-            call.end_cause = event.end_cause or call.end_cause
-        call.ended_at = _earliest(call.ended_at, event.at)
-        if event.duration is not None:
-            call.duration = max(call.duration or 0, event.duration)
-            if event.duration > 0:
-                # A talked call answered at the latest `duration` seconds before it ended.
-                call.answered_at = _earliest(
-                    call.answered_at, event.at - timedelta(seconds=event.duration)
-                )
-        call.answered_by = call.answered_by or event.answered_by
-    call.version = (call.version or 0) + 1
 
 
 def find_agent(session: Session, answered_by: str | None) -> User | None:
@@ -93,8 +52,7 @@ def find_agent(session: Session, answered_by: str | None) -> User | None:
         User.extension == value,
     ]
     if "@" not in peer:
-        escaped = peer.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        matches.append(func.lower(User.sip_peer).like(escaped + "@%", escape="\\"))
+        matches.append(func.lower(User.sip_peer).like(escape_like(peer) + "@%", escape=LIKE_ESCAPE))
     return session.scalars(
         select(User)
         .where(or_(*matches))
@@ -184,9 +142,9 @@ def _ingest_once(
             if call.agent_id is None and call.answered_by:
                 call.agent = find_agent(session, call.answered_by)
             session.flush()
-            mark_changed(session, "calls", call.id)
+            mark_changed(session, CALLS, call.id)
             if call.agent_id:  # the agent's tile shows its current call
-                mark_changed(session, "agents", call.agent_id)
+                mark_changed(session, AGENTS, call.agent_id)
             touched.append(call)
         if touched:
             delivery.call_id = touched[0].id
@@ -233,18 +191,41 @@ def start_outbound(
     """
     end_reads(session)  # SQLite: a transaction that has read cannot wait for the write lock
     call = Call(
-        provider=provider, provider_call_id=provider_call_id, direction="outbound",
-        from_number=from_number, to_number=to_number, agent_id=agent_id, state="dialling",
-        started_at=utcnow(), outbound_id=outbound_id, version=1, provider_facts={},
+        provider=provider, provider_call_id=provider_call_id, agent_id=agent_id,
+        outbound_id=outbound_id, version=0, provider_facts={},
     )
+    # The desk's own "dialling" event, folded like any provider's: ``merge`` alone sets state.
+    merge(call, CallEvent(provider=provider, provider_call_id=provider_call_id, kind="dialling",
+                          at=utcnow(), direction="outbound", from_number=from_number,
+                          to_number=to_number))
     try:
         with session.begin_nested():
             session.add(call)
     except IntegrityError:
         session.rollback()
         return None
-    mark_changed(session, "calls", call.id)
+    mark_changed(session, CALLS, call.id)
     if agent_id:
-        mark_changed(session, "agents", agent_id)
+        mark_changed(session, AGENTS, agent_id)
     session.commit()
     return call
+
+
+def attribute_to(agent_ref: str) -> Fold:
+    """A fold that puts the delivery's call on the agent ``agent_ref`` names (a SIP user, an
+    extension, a Stringee user id): for a call the agent places, which is theirs from its
+    first event, while the state machine takes "answered_by" only from an answer or the end."""
+
+    def fold(session: Session, delivery: Delivery) -> None:
+        call = session.get(Call, delivery.call_id) if delivery.call_id else None
+        if call is None:
+            return
+        call.answered_by = call.answered_by or agent_ref
+        if call.agent_id is None:
+            agent = find_agent(session, agent_ref)
+            if agent is not None:
+                call.agent = agent
+                mark_changed(session, AGENTS, agent.id)
+        session.flush()
+
+    return fold

@@ -1,17 +1,34 @@
 """Read-side queries shared by the pages, the websocket snapshot and the JSON API.
 
 Each returns plain model objects with what the templates need already loaded (a call's
-agent is joined), so rendering a board never issues a query per row.
+agent is joined), so rendering a board never issues a query per row. Text a person typed
+goes into ``LIKE`` only through ``escape_like``, so ``%`` and ``_`` match themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from desk.models import LIVE_STATES, Alert, Call, User
+
+LIKE_ESCAPE = "\\"
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a ``LIKE`` pattern used with ``escape=LIKE_ESCAPE``."""
+    return (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+            .replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_"))
+
+
+def number_contains(text: str) -> ColumnElement[bool]:
+    """The calling or the called number contains ``text`` (as typed: no wildcards)."""
+    pattern = f"%{escape_like(text)}%"
+    return or_(Call.from_number.like(pattern, escape=LIKE_ESCAPE),
+               Call.to_number.like(pattern, escape=LIKE_ESCAPE))
 
 
 def live_calls(session: Session) -> Sequence[Call]:
@@ -48,7 +65,8 @@ def current_calls(session: Session, agent_ids: Iterable[int] | None = None) -> d
         query = query.where(Call.agent_id.in_(list(agent_ids)))
     result: dict[int, Call] = {}
     for call in session.scalars(query.order_by(Call.started_at)).unique():
-        result[call.agent_id] = call  # type: ignore[index]  # newest wins
+        if call.agent_id is not None:  # always, by the query; this tells the type checker
+            result[call.agent_id] = call  # newest wins
     return result
 
 

@@ -7,13 +7,20 @@ document — the supervisor page and the loader both go through it — and raise
 naming the field. Agents are built from the ``users`` table: only role ``agent`` is routed
 to, with presence as set on the board and ``active_calls`` counted from live calls.
 ``decide_for_call`` is what every provider webhook calls (Placetel's IncomingCall,
-Stringee's answer URLs, mediaservice's newCall), so one set of rules answers them all.
+Stringee's number answer URL, mediaservice's newCall), so one set of rules answers them all;
+only Placetel gets its own prompts, groups and routing plans, every other provider their
+fallback (``Decision.portable``).
 
-The document (every field optional)::
+The document (every field optional; a target holds exactly one of ``agent_ids``,
+``ring_groups``, ``queue_id``, ``prompt_id``, ``group_id``, ``routing_plan_id``, and a group
+may add Placetel's ``group_ring_time`` (10 to 60), ``backup_behaviour`` (``mailbox`` or
+``routing_object``) and ``backup_routing_object``)::
 
     {"blocked_callers": ["022129191999", "anonymous"], "blocked_action": "busy",
      "targets": {"0221999": {"agent_ids": [1, 2]}, "0221888": {"queue_id": "123"},
-                 "0221777": {"ring_groups": [{"agent_ids": [1], "ring_time": 20}]}},
+                 "0221777": {"ring_groups": [{"agent_ids": [1], "ring_time": 20}]},
+                 "0221666": {"group_id": "12", "group_ring_time": 30},
+                 "0221555": {"prompt_id": "7"}, "0221444": {"routing_plan_id": "3"}},
      "ring_groups": [{"agent_ids": [1, 2], "ring_time": 30}, {"agent_ids": [3]}],
      "ring_time": 60, "when_nobody": "queue", "queue_id": "123", "record": false,
      "music_on_hold": true, "forward_announcement": "7684", "voicemail_announcement": "4"}
@@ -24,19 +31,22 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, func, select, update
 
+from desk.db import SessionLike
 from desk.domain.routing import (
+    BACKUP_BEHAVIOURS,
     BLOCKED_ACTIONS,
     DEFAULT_RING_TIME,
     FALLBACKS,
+    GROUP_RING_TIMES,
     Address,
     Agent,
     Decision,
     NumberTarget,
+    Presence,
     RingGroup,
     Rules,
     decide,
@@ -57,6 +67,8 @@ FIELDS = (
 _NUMBER = re.compile(r"^\+?[0-9]{2,20}$")
 # Queue and announcement ids: Placetel shows them as numbers ("123", "7684"); allow a token.
 _IDENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+Choice = TypeVar("Choice", bound=str)
 
 
 # --- field validators (also used by the supervisor page) --------------------------------
@@ -105,10 +117,11 @@ def _check_flag(value: Any, field: str, allow_none: bool = False) -> bool | None
     return value
 
 
-def _check_choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{field}: must be one of {', '.join(allowed)}, not {str(value)[:40]!r}")
-    return str(value)
+def _check_choice(value: Any, field: str, allowed: tuple[Choice, ...]) -> Choice:
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise ValueError(f"{field}: must be one of {', '.join(allowed)}, not {str(value)[:40]!r}")
 
 
 def _check_agent_ids(value: Any, field: str, known: Collection[int] | None) -> tuple[int, ...]:
@@ -153,20 +166,71 @@ def _ring_groups(
     return tuple(groups)
 
 
+TARGET_KINDS = ("agent_ids", "ring_groups", "queue_id", "prompt_id", "group_id",
+                "routing_plan_id")
+"""What a number's target can be, as the document names it: exactly one per target."""
+GROUP_OPTIONS = ("group_ring_time", "backup_behaviour", "backup_routing_object")
+IDENT_TARGETS = {"queue_id": "queue", "prompt_id": "prompt", "group_id": "group",
+                 "routing_plan_id": "routing_plan"}
+"""Targets named by a Placetel id, and the kind the routing page calls each."""
+
+
+def check_group_ring_time(value: Any, field: str) -> int:
+    low, high = GROUP_RING_TIMES
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{field}: must be whole seconds from {low} to {high} (Placetel's "
+                         f"range for a group), not {str(value)[:40]!r}")
+    return value
+
+
+def _group_target(value: Mapping[str, Any], field: str) -> NumberTarget:
+    ring_time = value.get("group_ring_time")
+    behaviour = value.get("backup_behaviour")
+    backup = value.get("backup_routing_object")
+    if behaviour is not None:
+        behaviour = _check_choice(behaviour, f"{field}.backup_behaviour", BACKUP_BEHAVIOURS)
+    if backup is not None and backup != "":
+        backup = check_ident(backup, f"{field}.backup_routing_object")
+        behaviour = behaviour or "routing_object"
+    else:
+        backup = None
+    if behaviour == "routing_object" and backup is None:
+        raise ValueError(f"{field}.backup_routing_object: needed when the backup is a routing "
+                         "object")
+    return NumberTarget(
+        group_id=check_ident(value["group_id"], f"{field}.group_id"),
+        group_ring_time=None if ring_time is None else check_group_ring_time(
+            ring_time, f"{field}.group_ring_time"),
+        backup_behaviour=behaviour,
+        backup_routing_object=backup,
+    )
+
+
 def _target(
     value: Any, field: str, default_time: int, known: Collection[int] | None
 ) -> NumberTarget:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{field}: expected an object with agent_ids, ring_groups or queue_id")
-    given = [name for name in ("agent_ids", "ring_groups", "queue_id") if value.get(name)]
-    extra = set(value) - {"agent_ids", "ring_groups", "queue_id"}
+        raise ValueError(f"{field}: expected an object with one of {', '.join(TARGET_KINDS)}")
+    given = [name for name in TARGET_KINDS if value.get(name)]
+    extra = set(value) - set(TARGET_KINDS) - set(GROUP_OPTIONS)
     if extra:
         raise ValueError(f"{field}: unknown field {sorted(extra)[0]!r}")
     if len(given) != 1:
-        raise ValueError(f"{field}: give exactly one of agents (agent_ids), ring groups or a "
-                         "queue id")
-    if given == ["queue_id"]:
-        return NumberTarget(queue_id=check_ident(value["queue_id"], f"{field}.queue_id"))
+        raise ValueError(f"{field}: give exactly one of agents (agent_ids), ring groups, a "
+                         "queue id or a Placetel prompt, group or routing plan id")
+    options = [name for name in GROUP_OPTIONS if value.get(name) not in (None, "")]
+    if options and given != ["group_id"]:
+        raise ValueError(f"{field}.{options[0]}: only a Placetel group (group_id) has it")
+    if given == ["group_id"]:
+        return _group_target(value, field)
+    if given[0] in IDENT_TARGETS:
+        name = given[0]
+        ident = check_ident(value[name], f"{field}.{name}")
+        return NumberTarget(
+            queue_id=ident if name == "queue_id" else None,
+            prompt_id=ident if name == "prompt_id" else None,
+            routing_plan_id=ident if name == "routing_plan_id" else None,
+        )
     if given == ["agent_ids"]:
         return NumberTarget(
             agent_ids=_check_agent_ids(value["agent_ids"], f"{field}.agent_ids", known)
@@ -223,14 +287,14 @@ def rules_from_document(
         raise ValueError("queue_id: needed when calls nobody can take go to a queue")
     return Rules(
         blocked_callers=callers,
-        blocked_action=_check_choice(  # type: ignore[arg-type]
+        blocked_action=_check_choice(
             doc.get("blocked_action", "reject"), "blocked_action", BLOCKED_ACTIONS
         ),
         targets=targets,
         ring_groups=_ring_groups(doc.get("ring_groups", []), "ring_groups", ring_time,
                                  known_agents),
         ring_time=ring_time,
-        when_nobody=when_nobody,  # type: ignore[arg-type]
+        when_nobody=when_nobody,
         queue_id=queue_id,
         record=bool(_check_flag(doc.get("record", False), "record")),
         music_on_hold=_check_flag(doc.get("music_on_hold"), "music_on_hold", allow_none=True),
@@ -247,8 +311,15 @@ def rules_to_document(rules: Rules) -> dict[str, Any]:
     """The JSON document for ``rules``; ``rules_from_document`` reads it back unchanged."""
     targets: dict[str, Any] = {}
     for number, target in rules.targets.items():
-        if target.queue_id:
-            targets[number] = {"queue_id": target.queue_id}
+        if target.group_id:
+            group: dict[str, Any] = {"group_id": target.group_id}
+            for name in GROUP_OPTIONS:
+                if getattr(target, name) is not None:
+                    group[name] = getattr(target, name)
+            targets[number] = group
+        elif target.queue_id or target.prompt_id or target.routing_plan_id:
+            name = next(n for n in IDENT_TARGETS if getattr(target, n))
+            targets[number] = {name: getattr(target, name)}
         elif target.agent_ids:
             targets[number] = {"agent_ids": list(target.agent_ids)}
         else:
@@ -271,11 +342,11 @@ def rules_to_document(rules: Rules) -> dict[str, Any]:
 # --- database ----------------------------------------------------------------------------
 
 
-def _config_row(session: Session) -> RoutingConfig | None:
+def _config_row(session: SessionLike) -> RoutingConfig | None:
     return session.scalars(select(RoutingConfig).order_by(RoutingConfig.id).limit(1)).first()
 
 
-def load_rules(session: Session) -> Rules:
+def load_rules(session: SessionLike) -> Rules:
     """The rules in force: the stored document, or the defaults when there is none.
 
     A stored document that no longer validates (edited by hand in the database) is logged
@@ -291,7 +362,7 @@ def load_rules(session: Session) -> Rules:
         return Rules()
 
 
-def save_rules(session: Session, rules: Rules, user_id: int | None) -> None:
+def save_rules(session: SessionLike, rules: Rules, user_id: int | None) -> None:
     """Store ``rules`` in the config row (created when missing). The caller commits.
 
     The UPDATE is the first statement, so called at the start of a transaction it takes
@@ -300,14 +371,15 @@ def save_rules(session: Session, rules: Rules, user_id: int | None) -> None:
     """
     values = {"rules": rules_to_document(rules), "updated_by": user_id, "enabled": True,
               "updated_at": utcnow()}
-    result = session.execute(
+    # Session.execute is typed for SELECTs; an UPDATE's result is a CursorResult.
+    result = cast(CursorResult[Any], session.execute(
         update(RoutingConfig).values(**values).execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    ))
+    if not result.rowcount:
         session.add(RoutingConfig(**values))
 
 
-def routing_agents(session: Session) -> list[Agent]:
+def routing_agents(session: SessionLike) -> list[Agent]:
     """Every agent as the policy sees it now: presence, addresses and live calls in hand."""
     busy = dict(
         session.execute(
@@ -321,7 +393,7 @@ def routing_agents(session: Session) -> list[Agent]:
         Agent(
             id=user.id,
             name=user.name,
-            presence=user.presence,  # type: ignore[arg-type]
+            presence=cast(Presence, user.presence),  # set_presence stores only PRESENCES
             sip_peer=user.sip_peer,
             stringee_user_id=user.stringee_user_id,
             active_calls=busy.get(user.id, 0),
@@ -331,18 +403,23 @@ def routing_agents(session: Session) -> list[Agent]:
 
 
 def decide_for_call(
-    session: Session,
+    session: SessionLike,
     from_number: str | None,
     to_number: str | None,
     reachable_by: Address | None = "sip_peer",
+    *,
+    portable: bool = True,
 ) -> Decision:
     """Where a call from ``from_number`` to ``to_number`` goes right now.
 
     ``reachable_by`` is how the asking provider rings an agent: ``"sip_peer"`` (Placetel,
     mediaservice) or ``"stringee_user_id"`` (Stringee); agents without one are skipped.
-    Reads only; never commits.
+    ``portable`` (the default) gives a decision every provider can carry out: a Placetel
+    prompt, group or routing plan is replaced by its fallback. Placetel asks with
+    ``portable=False``. Reads only; never commits.
     """
-    return decide(
+    decision = decide(
         from_number, to_number, routing_agents(session), load_rules(session),
         reachable_by=reachable_by,
     )
+    return decision.portable() if portable else decision

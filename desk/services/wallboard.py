@@ -11,8 +11,8 @@ defining moment happened. Definitions (what a supervisor reads on the board):
 - **answered today**: calls (either direction) whose ``answered_at`` is today.
 - **missed today**: inbound calls that ended today without ever being answered, whatever the
   cause (caller hung up, no answer, busy, voicemail), except callers the desk refused on
-  purpose (``end_cause`` ``blocked`` or ``rejected``: a block list or routing rule, not a
-  failure to serve).
+  purpose (``end_cause`` ``blocked`` or ``rejected``, ``desk.domain.outcomes.REFUSED_CAUSES``:
+  a block list or routing rule, not a failure to serve).
 - **abandoned rate**: of the inbound calls *offered* today (started today, not refused), the
   share that ended unanswered while waiting: missed, but not sent to voicemail (voicemail
   is the routing's answer, not the caller giving up). Calls still ringing count as offered,
@@ -38,17 +38,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from desk.domain.outcomes import NOT_ABANDONED_CAUSES, REFUSED_CAUSES, cause_not_in
 from desk.models import LIVE_STATES, Call, utcnow
 
 BUCKET_SECONDS = 15 * 60
-REFUSED_CAUSES = ("blocked", "rejected")
-"""Inbound calls refused on purpose: neither offered nor missed."""
-NOT_ABANDONED_CAUSES = ("voicemail",)
-"""Unanswered, but handed somewhere by the desk rather than given up by the caller."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ class Counters:
         return self.abandoned / self.offered if self.offered else None
 
     def chart(self) -> dict[str, Any]:
-        """The chart's data for ``static/js/wallboard.js``: x in unix seconds, two series."""
+        """The chart's data for ``static/wallboard/wallboard.js``: x in unix seconds, two series."""
         start = int(self.day.start.timestamp())
         return {
             "x": [start + i * BUCKET_SECONDS for i in range(len(self.buckets))],
@@ -126,7 +123,7 @@ def _unanswered_inbound() -> ColumnElement[bool]:
     return and_(
         Call.direction == "inbound",
         func.coalesce(Call.answered_at, Call.answered_at).is_(None),
-        or_(Call.end_cause.is_(None), Call.end_cause.not_in(REFUSED_CAUSES)),
+        cause_not_in(REFUSED_CAUSES),
     )
 
 
@@ -135,17 +132,11 @@ def _inbound_missed() -> ColumnElement[bool]:
 
 
 def _abandoned() -> ColumnElement[bool]:
-    return and_(
-        _inbound_missed(),
-        or_(Call.end_cause.is_(None), Call.end_cause.not_in(NOT_ABANDONED_CAUSES)),
-    )
+    return and_(_inbound_missed(), cause_not_in(NOT_ABANDONED_CAUSES))
 
 
 def _offered() -> ColumnElement[bool]:
-    return and_(
-        Call.direction == "inbound",
-        or_(Call.end_cause.is_(None), Call.end_cause.not_in(REFUSED_CAUSES)),
-    )
+    return and_(Call.direction == "inbound", cause_not_in(REFUSED_CAUSES))
 
 
 def today(tz_name: str, now: datetime | None = None) -> Day:

@@ -37,7 +37,7 @@ from desk.providers.mediaservice import simulator as mediaservice
 from desk.providers.mediaservice.simulator import Callbacks, SessionBook
 from desk.providers.teleforge import client as teleforge_client
 from desk.providers.teleforge import simulator as teleforge
-from desk.providers.teleforge.listener import TeleforgeListener, listener_for, redis_url_for
+from desk.providers.teleforge.listener import for_app, listener_for, redis_url_for
 from desk.simulator.inprocess_list import InProcessList
 from desk.simulator.traffic import Traffic
 
@@ -79,10 +79,7 @@ class DemoSimulators:
             self.listener = existing
         else:
             self.list = None if self.redis_url else InProcessList()
-            self.listener = TeleforgeListener(
-                app, self.redis_url or "in-process list", app.config["DESK_TELEFORGE_LIST"],
-                client=self.list,
-            )
+            self.listener = for_app(app, self.redis_url or "in-process list", client=self.list)
             app.extensions["teleforge_listener"] = self.listener
         self._own_listener = existing is None
 
@@ -125,9 +122,8 @@ class DemoSimulators:
         teleforge_client.init_app(self.app)  # the Teleforge client, now that it has an address
         self.callbacks = Callbacks(base_url)
 
-    def push_teleforge(self, raw: bytes) -> None:
-        """Push one notification the way Teleforge does (LPUSH; the consumer takes RIGHT)."""
-        name = self.app.config["DESK_TELEFORGE_LIST"]
+    def push_teleforge(self, raw: bytes, name: str) -> None:
+        """Push one notification onto list ``name`` the way Teleforge does (LPUSH)."""
         if self.list is not None:
             self.list.lpush(name, raw)
             return

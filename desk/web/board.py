@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
@@ -31,7 +32,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():  # type: ignore[no-untyped-def]
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     error = None
@@ -45,17 +46,17 @@ def login():  # type: ignore[no-untyped-def]
         else:
             login_user(user)
             if user.presence == "offline":
-                set_presence(user.id, "available")
+                set_presence(db.session, user.id, "available")
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if error else 200
-    return render_template("login.html", error=error, name=name), status
+    return render_template("auth/login.html", error=error, name=name), status
 
 
 @bp.post("/logout")
 @login_required
-def logout():  # type: ignore[no-untyped-def]
+def logout() -> ResponseReturnValue:
     if not current_user.is_supervisor:
-        set_presence(current_user.id, "offline")
+        set_presence(db.session, current_user.id, "offline")
     logout_user()
     flash("You are logged out.")
     return redirect(url_for("board.login"))
@@ -63,28 +64,28 @@ def logout():  # type: ignore[no-untyped-def]
 
 @bp.get("/")
 @login_required
-def index():  # type: ignore[no-untyped-def]
+def index() -> ResponseReturnValue:
     if current_user.is_supervisor:
         return redirect(url_for("board.supervisor"))
-    return render_template("board.html", **board_context(db.session, current_user))
+    return render_template("board/board.html", **board_context(db.session, current_user))
 
 
 @bp.get("/supervisor")
 @login_required
 @supervisor_required
-def supervisor():  # type: ignore[no-untyped-def]
-    return render_template("supervisor.html", **board_context(db.session, current_user))
+def supervisor() -> str:
+    return render_template("board/supervisor.html", **board_context(db.session, current_user))
 
 
 @bp.post("/presence")
 @login_required
-def presence():  # type: ignore[no-untyped-def]
+def presence() -> ResponseReturnValue:
     value = request.form.get("presence", "")
     if value not in PRESENCES:
         abort(400, f"Presence must be one of: {', '.join(PRESENCES)}.")
-    set_presence(current_user.id, value)
+    set_presence(db.session, current_user.id, value)
     me = db.session.get(User, current_user.id)
     db.session.refresh(me)
     if request.headers.get("HX-Request"):
-        return render_template("_presence.html", me=me, oob=False)
+        return render_template("shared/_presence.html", me=me, oob=False)
     return redirect(url_for("board.index"))

@@ -7,18 +7,23 @@ is a 4xx whose text desk.js shows; a refusal by the provider is shown inline on 
 
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request
+from collections.abc import Callable
+
+from flask import abort, current_app, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from desk.extensions import db
 from desk.live.render import row_for
-from desk.models import AuditEntry, Call, Delivery
+from desk.models import AuditEntry, Delivery, User
 from desk.services import actions
+from desk.services.visibility import load_visible
 from desk.web import bp
 
 
-def _act(outcome_of):  # type: ignore[no-untyped-def]
+def _act(outcome_of: Callable[[], actions.Outcome]) -> str:
     try:
         outcome = outcome_of()
     except actions.ActionRefused as exc:
@@ -26,53 +31,56 @@ def _act(outcome_of):  # type: ignore[no-untyped-def]
     return row_for(current_user, outcome.call)
 
 
+def _who(call_id: int) -> tuple[Session, User, int]:
+    """The arguments every action starts with: this request's session, user and call."""
+    return db.session(), current_user, call_id
+
+
 @bp.post("/calls/<int:call_id>/hangup")
 @login_required
-def hangup(call_id: int):  # type: ignore[no-untyped-def]
-    return _act(lambda: actions.hangup(current_user, call_id))
+def hangup(call_id: int) -> str:
+    return _act(lambda: actions.hangup(*_who(call_id), current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/drop")
 @login_required
-def drop(call_id: int):  # type: ignore[no-untyped-def]
-    return _act(lambda: actions.drop_party(current_user, call_id, request.form.get("party")))
+def drop(call_id: int) -> str:
+    party = request.form.get("party")
+    return _act(lambda: actions.drop_party(*_who(call_id), party, current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/split")
 @login_required
-def split(call_id: int):  # type: ignore[no-untyped-def]
-    return _act(lambda: actions.split(current_user, call_id, request.form.get("target")))
+def split(call_id: int) -> str:
+    target = request.form.get("target")
+    return _act(lambda: actions.split(*_who(call_id), target, current_app.config))
 
 
 @bp.post("/calls/<int:call_id>/recording")
 @login_required
-def record(call_id: int):  # type: ignore[no-untyped-def]
-    return _act(lambda: actions.start_recording(current_user, call_id))
+def record(call_id: int) -> str:
+    return _act(lambda: actions.start_recording(*_who(call_id), current_app.config))
 
 
 @bp.delete("/calls/<int:call_id>/recording")
 @login_required
-def stop_record(call_id: int):  # type: ignore[no-untyped-def]
-    return _act(lambda: actions.stop_recording(current_user, call_id))
+def stop_record(call_id: int) -> str:
+    return _act(lambda: actions.stop_recording(*_who(call_id), current_app.config))
 
 
 @bp.get("/calls/<int:call_id>/recording")
 @login_required
-def play(call_id: int):  # type: ignore[no-untyped-def]
+def play(call_id: int) -> ResponseReturnValue:
     try:
-        return redirect(actions.recording_url(current_user, call_id))
+        return redirect(actions.recording_url(*_who(call_id), current_app.config))
     except actions.ActionRefused as exc:
         abort(exc.status, exc.message)
 
 
 @bp.get("/calls/<int:call_id>")
 @login_required
-def detail(call_id: int):  # type: ignore[no-untyped-def]
-    call = db.session.get(Call, call_id)
-    if call is None:
-        abort(404, f"There is no call {call_id}.")
-    if not (current_user.is_supervisor or call.is_live or call.agent_id == current_user.id):
-        abort(403, "Agents can see live calls and their own history only.")
+def detail(call_id: int) -> str:
+    call = load_visible(db.session, current_user, call_id)
     deliveries = db.session.scalars(
         select(Delivery).where(Delivery.call_id == call.id).order_by(Delivery.id)
     ).all()
@@ -84,4 +92,4 @@ def detail(call_id: int):  # type: ignore[no-untyped-def]
         + [("action", a.at, a) for a in audit],
         key=lambda item: item[1],
     )
-    return render_template("call.html", call=call, me=current_user, timeline=timeline)
+    return render_template("board/call.html", call=call, me=current_user, timeline=timeline)

@@ -5,7 +5,7 @@
 answers one field's message as the agent types (htmx), using the very rules the submit
 uses. ``POST /dial`` places the call through ``desk.services.dial.place_call`` and answers the form
 again: empty with a confirmation, or with the messages under the fields. Form answers carry
-``X-Desk-Swap`` so htmx swaps them in even with an error status (``static/js/desk.js``).
+``X-Desk-Swap`` so htmx swaps them in even with an error status (``static/board/desk.js``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from desk.extensions import db
+from desk.extensions import current_app_object, db
 from desk.live.render import board_context
 from desk.models import User
 from desk.providers.teleforge import client as teleforge_client
@@ -52,7 +53,7 @@ def form_state(
     With ``check`` every filled-in field gets its message (error, warning, or what will be
     sent), as if the agent had just typed it.
     """
-    caller_ids = teleforge_client.caller_ids(current_app._get_current_object())  # type: ignore[attr-defined]
+    caller_ids = teleforge_client.caller_ids(current_app_object())
     defaults = {
         "agent": user.extension or "",
         "callee": "",
@@ -102,7 +103,7 @@ def _note(name: str, value: str) -> str:
     if name == "outbound_id":
         return f"Caller ID {value}"
     if name == "agent":
-        person = dial.agent_user(db.session, value)
+        person = dial.agent_user(db.session(), value)
         return f"Rings {value} first" + (f" ({person.name})" if person else "")
     return f"{len(value)}/{REFERENCE_MAX} characters"
 
@@ -127,22 +128,22 @@ def _number_from(raw: str) -> str:
     return text.strip()[:64]
 
 
-def _page(state: dict[str, Any], status: int = 200):  # type: ignore[no-untyped-def]
+def _page(state: dict[str, Any], status: int = 200) -> ResponseReturnValue:
     if request.headers.get("HX-Request"):
         response = current_app.make_response(
-            (render_template("_dial_form.html", dial=state, me=current_user), status)
+            (render_template("board/_dial_form.html", dial=state, me=current_user), status)
         )
         response.headers["X-Desk-Swap"] = "1"
         return response
-    template = "supervisor.html" if current_user.is_supervisor else "board.html"
+    template = "board/supervisor.html" if current_user.is_supervisor else "board/board.html"
     context = board_context(db.session, current_user)
     return render_template(template, dial=state, **context), status
 
 
 @bp.get("/dial")
 @login_required
-def dial_page():  # type: ignore[no-untyped-def]
-    values = {}
+def dial_page() -> ResponseReturnValue:
+    values: dict[str, str] = {}
     if number := _raw_number():
         values["callee"] = _number_from(number)
     for name in ("outbound_id", "reference"):
@@ -155,28 +156,28 @@ def dial_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/dial/check")
 @login_required
-def dial_check():  # type: ignore[no-untyped-def]
+def dial_check() -> str:
     name = request.args.get("field", "")
     if name not in dial.FIELDS:
         abort(400, f"'field' must be one of: {', '.join(dial.FIELDS)}.")
     raw = request.form.get(name, "")
     state = form_state(current_user, check=False)
     _notes_for({name: raw}, state)
-    return render_template("_dial_form.html", part=name, dial=state)
+    return render_template("board/_dial_form.html", part=name, dial=state)
 
 
 @bp.post("/dial")
 @login_required
-def dial_submit():  # type: ignore[no-untyped-def]
+def dial_submit() -> ResponseReturnValue:
     form = request.form
     values = {name: form.get(name, "")[:1000] for name in dial.FIELDS}
     if not current_user.is_supervisor:
         values["agent"] = current_user.extension or ""
-    user = db.session.get(User, current_user.id)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    user = db.session.get_one(User, current_user.id)
+    app = current_app_object()
     try:
         outcome = dial.place_call(
-            db.session, teleforge_client.client_for(app), user=user,
+            db.session(), teleforge_client.client_for(app), user=user,
             agent=values["agent"] if user.is_supervisor else None,
             callee=values["callee"], outbound_id=values["outbound_id"],
             reference=values["reference"], attempt=form.get("attempt"),
@@ -222,7 +223,7 @@ def dial_submit():  # type: ignore[no-untyped-def]
 
 def teleforge_status() -> dict[str, Any]:
     """What ``_teleforge_status.html`` shows: this process's consumer."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app_object()
     return {
         "listener": listener_for(app),
         "listen_here": bool(app.config.get("DESK_TELEFORGE_LISTEN")),
@@ -232,5 +233,5 @@ def teleforge_status() -> dict[str, Any]:
 @bp.get("/teleforge/status")
 @login_required
 @supervisor_required
-def teleforge_status_fragment():  # type: ignore[no-untyped-def]
-    return render_template("_teleforge_status.html", status=teleforge_status())
+def teleforge_status_fragment() -> str:
+    return render_template("supervisor/_teleforge_status.html", status=teleforge_status())

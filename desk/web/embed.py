@@ -28,7 +28,7 @@ which answers two credentials at once:
 
 Requests authenticated by the iframe token (or a ticket) carry no cookie an attacker's page
 could ride on, so they skip CSRF, exactly like API bearer tokens (``desk.web.auth``).
-The postMessage protocol itself lives in ``static/js/embed.js`` (documented in README).
+The postMessage protocol itself lives in ``static/embed/embed.js`` (documented in README).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ from sqlalchemy import delete, select, update
 from werkzeug.wrappers import Response
 
 from desk.db import end_reads
-from desk.extensions import csrf, db, login_manager
+from desk.errors import error_response
+from desk.extensions import csrf, current_app_object, db, login_manager
 from desk.models import ApiToken, EmbedGrant, User, utcnow
 from desk.services.presence import set_presence
 
@@ -195,7 +196,8 @@ def _template_globals() -> dict[str, Any]:
 
 
 def _json_error(status: int, message: str) -> ResponseReturnValue:
-    return jsonify(error=message, status=status), status
+    # embed.js reads the message a person sees from "error"; "message" is the desk's usual.
+    return error_response(status, message, error=message)
 
 
 def _no_store(response: Response) -> Response:
@@ -229,7 +231,7 @@ def exchange() -> ResponseReturnValue:
                                 "(codes last 60 seconds). Log in again.")
     login_user(user)
     if user.presence == "offline" and not user.is_supervisor:
-        set_presence(user.id, "available")
+        set_presence(db.session, user.id, "available")
     token = issue(user.id, "token")
     return _no_store(jsonify(
         token=token, expires_in=int(TOKEN_TTL.total_seconds()), user=user.name,
@@ -273,7 +275,7 @@ def embed_example(port: int, desk_url: str) -> None:
     localhost and 127.0.0.1 are different sites to a browser, so this behaves like a real
     CRM on another domain. Add http://localhost:PORT to the desk's DESK_EMBED_ORIGINS.
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = current_app_object()
     if not app.config["DESK_DEMO"]:
         raise click.ClickException(
             "The example CRM page is for demo mode only (DESK_DEMO=1). In production, copy "

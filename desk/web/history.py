@@ -1,10 +1,11 @@
 """Call history (search, paging, streamed CSV export) and the audit log page.
 
-Who sees what is decided in the query, never in the template: supervisors search every
-call, an agent only calls it answered (``Call.agent_id`` is the agent); the audit log is
-for supervisors. Filters come from the query string, and a bad one (a date that is not
-``YYYY-MM-DD``, page ``0``, an unknown outcome) is answered 400 with a message saying what
-to fix. Dates are calendar days in ``DESK_TIMEZONE``, inclusive at both ends.
+Who sees what is decided in the query, never in the template
+(``desk.services.visibility.history_scope``): supervisors search every call, an agent only
+calls it answered; the audit log is for supervisors. What the outcome filter means is
+``desk.domain.outcomes``. Filters come from the query string, and a bad one (a date that
+is not ``YYYY-MM-DD``, page ``0``, an unknown outcome) is answered 400 with a message
+saying what to fix. Dates are calendar days in ``DESK_TIMEZONE``, inclusive at both ends.
 
 Paging fetches one row more than a page to know whether there is a next one, so no query
 counts a year of history. The CSV export streams: rows are read from the database in
@@ -25,26 +26,22 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
 from flask_login import current_user, login_required
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
-from sqlalchemy.sql.elements import ColumnElement
 
+from desk.domain.outcomes import OUTCOMES, outcome_condition
 from desk.extensions import db
 from desk.models import STATES, AuditEntry, Call, User
+from desk.providers import REGISTRY
 from desk.services import queries
 from desk.services.audit import OUTCOMES as AUDIT_OUTCOMES
+from desk.services.visibility import history_scope
 from desk.web import bp
 from desk.web.auth import supervisor_required
 
 PER_PAGE = 50
 MAX_PAGE = 10_000
-PROVIDERS = ("placetel", "mediaservice", "teleforge", "stringee")
-# The outcomes Call.outcome can take, in the order the filter offers them.
-NAMED_CAUSES = ("voicemail", "missed", "blocked", "busy", "rejected", "failed", "cancelled")
-OUTCOMES = (
-    "answered", "missed", "unanswered", "voicemail", "busy", "rejected", "blocked", "failed",
-    "cancelled", "ringing", "talking", "dialling",
-)
+PROVIDERS = tuple(REGISTRY)  # the history filter offers every registered provider
 CSV_BATCH = 500
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -140,44 +137,13 @@ class CallFilters:
 # -- queries ----------------------------------------------------------------------------------
 
 
-def outcome_condition(outcome: str) -> ColumnElement[bool]:
-    """SQL for ``Call.outcome == outcome`` (tests check the two agree on every case)."""
-    if outcome in ("ringing", "talking", "dialling"):
-        return Call.state == outcome
-    ended = Call.state == "ended"
-    # coalesce: a NULL end_cause must make this false, not NULL (NOT NULL stays NULL).
-    no_answer_unanswered = and_(func.coalesce(Call.end_cause, "") == "no_answer",
-                                Call.answered_at.is_(None))
-    unnamed = and_(
-        or_(Call.end_cause.is_(None), Call.end_cause.not_in(NAMED_CAUSES)),
-        ~no_answer_unanswered,
-    )
-    talked = or_(Call.answered_at.is_not(None), func.coalesce(Call.duration, 0) > 0)
-    if outcome == "unanswered":
-        return and_(ended, no_answer_unanswered)
-    if outcome == "answered":
-        return and_(ended, unnamed, talked)
-    if outcome == "missed":
-        return and_(ended, or_(Call.end_cause == "missed", and_(unnamed, ~talked)))
-    return and_(ended, Call.end_cause == outcome)
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def calls_query(user: User, filters: CallFilters) -> Select[tuple[Call]]:
+def calls_query(user: User, filters: CallFilters) -> Select[Call]:
     """History for ``user``: every call for supervisors, the agent's own calls otherwise."""
-    query = select(Call)
-    if not user.is_supervisor:
-        query = query.where(Call.agent_id == user.id)  # the role rule lives here
-    elif filters.agent is not None:
+    query = history_scope(user, select(Call))
+    if user.is_supervisor and filters.agent is not None:
         query = query.where(Call.agent_id == filters.agent)
     if filters.number:
-        pattern = _like(filters.number)
-        query = query.where(or_(Call.from_number.like(pattern, escape="\\"),
-                                Call.to_number.like(pattern, escape="\\")))
+        query = query.where(queries.number_contains(filters.number))
     if filters.provider:
         query = query.where(Call.provider == filters.provider)
     if filters.outcome:
@@ -205,12 +171,12 @@ def _agents() -> list[User]:
 
 @bp.get("/history")
 @login_required
-def history():  # type: ignore[no-untyped-def]
+def history() -> str:
     filters = CallFilters.from_request()
     page = _page()
     calls, more = _page_of(calls_query(current_user, filters), page)
     return render_template(
-        "history.html", me=current_user, counts=queries.state_counts(db.session),
+        "history/history.html", me=current_user, counts=queries.state_counts(db.session()),
         calls=calls, filters=filters, page=page, more=more, tz=_tz(),
         agents=_agents() if current_user.is_supervisor else [],
         providers=PROVIDERS, outcomes=OUTCOMES, states=STATES,
@@ -238,14 +204,14 @@ def _csv_row(call: Call, tz: ZoneInfo) -> list[str]:
         call.id, when(call.started_at), when(call.answered_at), when(call.ended_at),
         call.direction, call.provider, call.provider_call_id, call.from_number,
         call.to_number, call.agent.name if call.agent else "", call.answered_by,
-        call.outcome, call.end_cause, call.duration, call.recording_state,
+        call.outcome, call.end_cause, call.talk_seconds, call.recording_state,
     )
     return [neutralise(v) for v in values]
 
 
 @bp.get("/history.csv")
 @login_required
-def history_csv():  # type: ignore[no-untyped-def]
+def history_csv() -> Response:
     filters = CallFilters.from_request()  # validated before the first byte is sent
     query = calls_query(current_user, filters).execution_options(yield_per=CSV_BATCH)
     tz = _tz()
@@ -273,7 +239,7 @@ def history_csv():  # type: ignore[no-untyped-def]
 @bp.get("/audit")
 @login_required
 @supervisor_required
-def audit():  # type: ignore[no-untyped-def]
+def audit() -> str:
     user_id = _int("user")
     call_id = _int("call")
     action = (request.args.get("action") or "").strip()[:64]
@@ -299,7 +265,7 @@ def audit():  # type: ignore[no-untyped-def]
             "outcome": outcome, "from": first.isoformat() if first else "",
             "to": last.isoformat() if last else ""}
     return render_template(
-        "audit.html", me=current_user, counts=queries.state_counts(db.session),
+        "supervisor/audit.html", me=current_user, counts=queries.state_counts(db.session()),
         entries=entries, page=page, more=more, tz=_tz(), agents=_agents(),
         outcomes=AUDIT_OUTCOMES, args={k: v for k, v in args.items() if v},
     )

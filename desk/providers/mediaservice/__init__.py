@@ -14,6 +14,9 @@ from desk.providers.base import Provider
 
 
 def _check(config: dict[str, Any]) -> None:
+    """Cross-setting checks; ``DESK_MEDIASERVICE_SITE_URLS`` becomes a tuple of normalised
+    base URLs (``client.allowed_site_base_url`` compares against it)."""
+    from desk.providers.mediaservice.client import API_FAMILIES, normalise_base_url
     from desk.settings import SettingsError
 
     if config["DESK_MEDIASERVICE_URL"] and not config["DESK_MEDIASERVICE_DOMAIN"]:
@@ -21,6 +24,28 @@ def _check(config: dict[str, Any]) -> None:
             "DESK_MEDIASERVICE_DOMAIN is required with DESK_MEDIASERVICE_URL "
             "(it looks like customer47.prod-eu-north-1.iotcomms.io)."
         )
+    given = config["DESK_MEDIASERVICE_API"]
+    api = str(given or "base").strip().lower()
+    if api not in API_FAMILIES:
+        raise SettingsError(
+            f"DESK_MEDIASERVICE_API must be {' or '.join(API_FAMILIES)} (which endpoints the "
+            f"account uses: hangupcall or hangupcalljwt, ...), not {given!r}"
+        )
+    config["DESK_MEDIASERVICE_API"] = api
+    raw = config["DESK_MEDIASERVICE_SITE_URLS"]
+    items = raw.split(",") if isinstance(raw, str) else list(raw or ())
+    sites = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            sites.append(normalise_base_url(item))
+        except ValueError:
+            raise SettingsError(
+                "DESK_MEDIASERVICE_SITE_URLS takes hybrid site API base URLs like "
+                f"https://site-a.example.com/mediaservice, comma-separated, not {item!r}"
+            ) from None
+    config["DESK_MEDIASERVICE_SITE_URLS"] = tuple(sites)
 
 
 PROVIDER = Provider(
@@ -31,6 +56,10 @@ PROVIDER = Provider(
         "DESK_MEDIASERVICE_DOMAIN": ("", "str"),
         "DESK_MEDIASERVICE_KEY_FILE": ("", "str"),
         "DESK_MEDIASERVICE_CALLBACK_KEY_FILE": ("", "str"),
+        # "base" (hangupcall, ...) or "jwt" (hangupcalljwt, ... where the page lists one).
+        "DESK_MEDIASERVICE_API": ("base", "str"),
+        # Hybrid sites whose siteBaseUrl the desk may send API calls to; empty: never.
+        "DESK_MEDIASERVICE_SITE_URLS": ("", "str"),
     },
     configured_by=("DESK_MEDIASERVICE_URL",),
     webhooks=("POST /webhooks/mediaservice/<callback>",),

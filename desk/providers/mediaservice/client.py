@@ -1,13 +1,29 @@
 """The mediaservice REST client: hang up, drop a party, split, record, prompt files.
 
 Every request carries an RS256 JWT signed with the customer's private key and a timeout.
+
+Two things are settings because the provider's documents leave them open (the specs README,
+section "iotcomms.io mediaservice", and ``desk.providers.mediaservice.parse``):
+
+* **Endpoint family** (``DESK_MEDIASERVICE_API``). The OpenAPI page lists base endpoints and
+  ``...jwt`` variants (``hangupcalljwt``, ``answerremotecalljwt``, ``placeremotecalljwt``,
+  ``sendremotecallringbackjwt``); one version of the provider's page labels the base ones
+  with AWS SigV4 and the variants with JWT. ``api="base"`` (the default, as before) calls the
+  base names; ``api="jwt"`` calls the ``...jwt`` variant wherever one exists. The token is
+  the same RS256 JWT either way; endpoints without a variant (``splitconnection``,
+  ``startrecording``, ``promptfile``, ...) keep their names.
+* **Hybrid sites** (``DESK_MEDIASERVICE_SITE_URLS``). A callback's ``siteBaseUrl`` names where
+  API calls about that call should go. The desk follows it only when
+  ``allowed_site_base_url`` finds it in the configured list; otherwise it is logged and the
+  configured ``DESK_MEDIASERVICE_URL`` is used, so a forged callback cannot make the desk send
+  its signed token to another host.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +35,44 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_BASE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s?#]*)?$", re.IGNORECASE)
+
+API_FAMILIES = ("base", "jwt")
+"""Values of ``DESK_MEDIASERVICE_API``."""
+JWT_VARIANTS = {
+    "hangupcall": "hangupcalljwt",
+    "answerremotecall": "answerremotecalljwt",
+    "placeremotecall": "placeremotecalljwt",
+    "sendremotecallringback": "sendremotecallringbackjwt",
+}
+"""The base endpoints the OpenAPI page also lists with a ``jwt`` suffix."""
+
+
+def normalise_base_url(url: str) -> str:
+    """``HTTPS://Site.example/ms/`` → ``https://site.example/ms``: how base URLs compare.
+
+    Raises ``ValueError`` for anything but ``http(s)://host[:port][/path]`` (no user info,
+    query or fragment, which could smuggle another host past a comparison).
+    """
+    value = (url or "").strip()
+    if not _BASE_URL.match(value):
+        raise ValueError(f"not a base URL like https://host[:port][/path]: {value[:80]!r}")
+    scheme, rest = value.split("://", 1)
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}".rstrip("/")
+
+
+def allowed_site_base_url(url: Any, allowed: Sequence[str]) -> str | None:
+    """``url`` (a callback's ``siteBaseUrl``) normalised, when it is one of ``allowed``
+    (normalised base URLs, ``DESK_MEDIASERVICE_SITE_URLS``); else None. Exact match only:
+    a prefix would let ``https://site.example.evil.test`` pass for ``https://site.example``."""
+    if not isinstance(url, str) or not allowed:
+        return None
+    try:
+        candidate = normalise_base_url(url)
+    except ValueError:
+        return None
+    return candidate if candidate in allowed else None
 
 
 class ProviderError(RuntimeError):
@@ -56,7 +110,8 @@ def _refusal(answer: Any, status: int) -> str:
 class MediaserviceClient:
     """Calls ``{base_url}/{domain}/<endpoint>`` with a fresh RS256 JWT and a timeout each.
 
-    Every method returns the mediaservice's JSON answer, or raises ``ProviderError``.
+    ``api`` picks the endpoint family (``API_FAMILIES``; see the module docstring). Every
+    method returns the mediaservice's JSON answer, or raises ``ProviderError``.
     """
 
     def __init__(
@@ -68,7 +123,11 @@ class MediaserviceClient:
         *,
         token_lifetime: int = 60,
         extra_claims: Mapping[str, Any] | None = None,
+        api: str = "base",
     ) -> None:
+        if api not in API_FAMILIES:
+            raise ValueError(f"mediaservice API family must be one of {', '.join(API_FAMILIES)}, "
+                             f"not {api!r}")
         if not re.match(r"^https?://[^/\s]+", base_url or ""):
             raise ValueError(f"mediaservice base URL must be http(s)://host..., not {base_url!r}")
         if not domain or "/" in domain or not _PRINTABLE.match(domain):
@@ -91,6 +150,11 @@ class MediaserviceClient:
         self._key = key
         self._token_lifetime = token_lifetime
         self._extra_claims = dict(extra_claims or {})
+        self.api = api
+
+    def endpoint(self, name: str) -> str:
+        """The path segment for base endpoint ``name`` in this client's family."""
+        return JWT_VARIANTS.get(name, name) if self.api == "jwt" else name
 
     def _token(self) -> str:
         now = int(time.time())
@@ -99,6 +163,8 @@ class MediaserviceClient:
 
     def _request(self, method: str, path: str, what: str, *, body: dict[str, Any] | None = None,
                  params: dict[str, str] | None = None) -> dict[str, Any]:
+        endpoint, slash, rest = path.partition("/")
+        path = self.endpoint(endpoint) + slash + rest
         url = f"{self.base_url}/{quote(self.domain, safe='')}/{path}"
         try:
             response = requests.request(
@@ -144,7 +210,8 @@ class MediaserviceClient:
         return answer
 
     def hangupcall(self, reply_id: str) -> dict[str, Any]:
-        """``POST /{domain}/hangupcall``: busy if unanswered, else hang up."""
+        """``POST /{domain}/hangupcall`` (``hangupcalljwt`` with ``api="jwt"``): busy if
+        unanswered, else hang up."""
         return self._request("POST", "hangupcall", "hang up the call",
                              body={"replyId": reply_id})
 

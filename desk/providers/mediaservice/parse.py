@@ -1,21 +1,24 @@
-"""iotcomms.io mediaservice adapter: callbacks → CallEvents and facts, action answers, client.
+"""iotcomms.io mediaservice callbacks → CallEvents and the facts the desk keeps on a call.
 
-This module owns everything the desk knows about the mediaservice wire format (the
-provider's OpenAPI document, ``mediaservice-openapi.txt``), and nothing else: it is pure (no
-Flask request, no app, no database). It has four parts.
+This module owns what the desk knows about the mediaservice's callback wire format, and
+nothing else: it is pure (no Flask request, no app, no database). ``parse`` turns one
+callback (``/callNotify``, ``/callAnswered``, ``/callEvent``, ``/sessionCompleted``,
+``/recordingReady``, ``/newCall``, ``/newRemoteCall``, ``/getIvrCommand``,
+``/getCallIdentifier`` and alarms posted to ``/<domain>``) into a ``MediaserviceParsed``: the
+provider-neutral ``Parsed`` for ``desk.services.ingest`` plus the provider facts the desk must
+keep to act on the call later (replyId, connectionId, participant ids, recording outcome,
+alarm text). Samples send numbers where strings are typed, so every text field accepts a
+JSON number too. Beside it: ``answers`` builds the JSON replies the service waits for,
+``signature`` checks callback signatures, ``client`` calls the REST endpoints.
 
-* ``parse`` turns one callback (``/callNotify``, ``/callAnswered``, ``/callEvent``,
-  ``/sessionCompleted``, ``/recordingReady``, ``/newCall``, ``/newRemoteCall``,
-  ``/getIvrCommand``, ``/getCallIdentifier`` and alarms posted to ``/<domain>``) into a
-  ``MediaserviceParsed``: the provider-neutral ``Parsed`` for ``desk.services.ingest`` plus
-  the provider facts the desk must keep to act on the call later (replyId, connectionId,
-  participant ids, recording outcome, alarm text). Samples send numbers where strings are
-  typed, so every text field accepts a JSON number too.
-* ``answer_for_new_call`` / ``answer_for_call_event`` (and the two small ones for
-  ``newRemoteCall`` and ``getCallIdentifier``) build the JSON the callback's HTTP response
-  must carry.
-* ``verify_callback_signature`` checks that a callback was signed by the provider.
-* ``MediaserviceClient`` calls the REST endpoints (hang up, split, record, prompt files).
+Sources: the provider's OpenAPI page as rendered (``mediaservice-openapi.txt``; sections
+named by their path below, e.g. ``/callAnswered``), the checked facts in the specs README
+(section "iotcomms.io mediaservice"), and the provider's current pages
+https://iotcomms.io/developer/documentation/apis/mediaservice (base URL
+``https://api.prod-eu-north-1.iotcomms.io/mediaservice``; some endpoints labelled ``sigv4``,
+others ``jwtAuthorizer``) and https://iotcomms.io/developer/documentation/general/api_overview
+(the two key pairs: one the customer signs API calls with, one the service signs callbacks
+with). The test fixtures are the page's samples (``tests/providers/mediaservice/fixtures/``).
 
 Decisions the document leaves open, and what this module assumes:
 
@@ -24,16 +27,27 @@ Decisions the document leaves open, and what this module assumes:
   ``sessionReferenceId`` ("retained for the session and passed in subsequent requests"), so
   the desk's answer to ``/newCall`` (and ``/getCallIdentifier``, ``/newRemoteCall``) sets it
   to ``{"deskCallId": <sessionId>}``. A callback's call is that reference when present, else
-  its ``sessionId``. A callback that names neither gets ``call_ref=None`` and no events; the
-  desk may find the call by ``participant_ids`` and parse again with ``call_id=``.
+  its ``sessionId``. A callback that names neither (the ``/callAnswered`` sample: its
+  ``sessionReferenceId`` is ``{}``) gets ``call_ref=None`` and no events; the webhook then
+  finds the call by ``participant_ids`` — ``/callNotify``'s ``participantId`` and
+  ``remoteParticipantId`` are kept on the call for this (the README: ``remoteParticipantId``
+  there is ``calleeParticipantId`` in ``/callAnswered``) — and parses again with ``call_id=``.
 * **No timestamps, no delivery id.** Events are dated with the arrival time. The dedupe key
   is the callback kind plus a SHA-256 of the whole body (keys sorted): a retried identical
   callback is a duplicate, any two callbacks that differ in any field are distinct.
 * **Monitoring legs** (``monitoringParticipant: true``) never change the call's state: a
   supervisor listening in must not look like an agent answering.
 * **sessionCompleted.** ``sessionDuration`` and ``reason`` are mis-described in the document
-  (copy-pasted descriptions, unit unknown), so they are kept as facts only and the event
-  carries no duration.
+  (their descriptions are ``/callAnswered``'s ``callingPartyNumber`` and
+  ``callerParticipantId``, copied). ``sessionDuration`` is read as **milliseconds**: the
+  sample, ``46890510``, is 13 h 1 min in milliseconds but 542 days in seconds, far beyond any
+  call (the service raises a ``maxDuration`` alarm on overlong sessions); the sample value is
+  the copied ``callingPartyNumber`` too, so this is the only reading that can be true of it,
+  and milliseconds are what a JavaScript service's clock differences come in. It is kept as
+  sent (``session_duration``) and as seconds (``session_seconds``). It measures the whole
+  session, ringing included, so it is not the talk time: the webhook subtracts the time from
+  the session's start to the answer (``views``). The ``ended`` event carries no duration, so
+  an unanswered session never looks talked.
 * **Callback signatures.** The document says nothing about them; the provider's overview
   says callbacks are signed with a private key configured per service and verified with the
   matching public key. Assumed: an RS256 JWT in the ``Authorization`` header (``Bearer``
@@ -42,11 +56,19 @@ Decisions the document leaves open, and what this module assumes:
   The token does not cover the body, so it proves who sent the callback, not what it said.
   Header name, age and audience are parameters, so the real scheme needs no code change
   if it differs only in those.
-* **API authentication.** The document's "Authorizations" sections are empty. Assumed (the
-  provider's overview: "RS256 key pair ... JWT tokens for authenticating API requests"):
-  ``Authorization: Bearer <JWT>`` signed RS256 with the customer's private key, claims
-  ``iat`` and ``exp`` (60 s), plus any ``extra_claims`` the portal turns out to require.
-  The ``...jwt`` endpoint variants (``hangupcalljwt`` etc.) are not used.
+* **API authentication and endpoint family.** The document's "Authorizations" sections are
+  empty. Assumed (the provider's overview: "RS256 key pair ... JWT tokens for authenticating
+  API requests"): ``Authorization: Bearer <JWT>`` signed RS256 with the customer's private
+  key, claims ``iat`` and ``exp`` (60 s), plus any ``extra_claims`` the portal turns out to
+  require. The page lists base endpoints and ``...jwt`` variants (``hangupcalljwt``,
+  ``answerremotecalljwt``, ``placeremotecalljwt``, ``sendremotecallringbackjwt``); one version
+  of the provider's page labels the base ones SigV4 and the variants JWT. Which family an
+  account uses is the setting ``DESK_MEDIASERVICE_API`` (``base``, the default, or ``jwt``;
+  see ``client``).
+* **siteBaseUrl** (hybrid deployments: "the base URL for API calls ... related to the
+  callback") is kept as a fact, but the desk sends API calls there only when it is one of
+  ``DESK_MEDIASERVICE_SITE_URLS``: following any URL a callback names would hand the desk's
+  signed token to whoever can post a callback (``client.allowed_site_base_url``).
 """
 
 from __future__ import annotations
@@ -59,7 +81,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from desk.domain.events import BadPayload, CallEvent, Parsed
+from desk.domain.events import BadPayload, CallEvent, EventKind, Parsed
 
 PROVIDER = "mediaservice"
 ALARM = "alarm"  # alarms arrive at /<domain>; the webhook passes "alarm" (or the domain)
@@ -119,7 +141,8 @@ class Facts(TypedDict, total=False):
     remote_rtp_ip: str
     remote_rtp_port: int
     dtmf: str
-    session_duration: str  # as sent; unit undocumented
+    session_duration: str  # as sent (milliseconds, see the module docstring)
+    session_seconds: float  # the same in seconds: the whole session, ringing included
     session_end_reason: str
     session_reference_id: Any  # as sent, when it is not the desk's own reference
     site_id: str
@@ -249,7 +272,7 @@ def _desk_reference(value: Any) -> str | None:
 
 # -- one function per callback: (kind, facts, state changes) -----------------------------
 
-_Change = tuple[str, dict[str, Any]]  # (CallEvent kind, CallEvent fields)
+_Change = tuple[EventKind, dict[str, Any]]  # (CallEvent kind, CallEvent fields)
 _Result = tuple[str, dict[str, Any], list[_Change]]
 
 _NUMBER_MAX = 64  # Call.from_number / to_number
@@ -334,10 +357,24 @@ def _call_event(b: _Body) -> _Result:
     return f"callEvent:{event}", facts, changes
 
 
+def _milliseconds_as_seconds(value: str | None) -> float | None:
+    """``sessionDuration`` (milliseconds; a number, or a number as text) in seconds; None
+    when it is not a plausible duration, so an odd value never rejects the session's end."""
+    try:
+        ms_value = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if ms_value is None or not 0 <= ms_value < 10**11:  # NaN fails this too
+        return None
+    return ms_value / 1000
+
+
 def _session_completed(b: _Body) -> _Result:
+    duration = b.text("sessionDuration", max_len=64)
     facts = {
         **b.common(),
-        "session_duration": b.text("sessionDuration", max_len=64),
+        "session_duration": duration,
+        "session_seconds": _milliseconds_as_seconds(duration),
         "session_end_reason": b.text("reason", max_len=1000),
     }
     # The session is over: the one definite end. Its cause comes from the callEvent before.
@@ -503,7 +540,7 @@ def parse(
     events: tuple[CallEvent, ...] = ()
     if call_ref is not None:
         events = tuple(
-            CallEvent(PROVIDER, call_ref, event_kind, received_at, **fields)  # type: ignore[arg-type]
+            CallEvent(PROVIDER, call_ref, event_kind, received_at, **fields)
             for event_kind, fields in changes
         )
     facts = cast(Facts, {k: v for k, v in raw_facts.items() if v is not None})

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
 
 
 class BadSignature(ValueError):
@@ -32,7 +35,7 @@ def _public_key(pem: str | bytes) -> RSAPublicKey:
 
 
 def verify_callback_signature(
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | Headers,
     public_key_pem: str | bytes,
     *,
     header: str = "Authorization",

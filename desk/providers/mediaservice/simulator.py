@@ -1,12 +1,13 @@
 """A simulated iotcomms.io mediaservice: its REST API, and the callbacks it sends the desk.
 
 The REST side (``/simulator/mediaservice/{domain}/...``, blueprint ``bp``) answers what
-``desk.providers.mediaservice.MediaserviceClient`` calls — hangupcall, hangupparticipant,
-splitconnection, startrecording, stoprecording, promptfile and ``promptfile/{name}/url`` —
-after checking the desk's RS256 JWT, and then, like the real service, tells the desk what
-happened through its callbacks (``callEvent``, ``sessionCompleted``, ``recordingReady``,
-``callNotify`` and ``callAnswered`` for a transferred caller). ``/files/{name}`` plays the
-role of the storage a download URL points at and serves ``desk.simulator.audio``'s WAV.
+``desk.providers.mediaservice.MediaserviceClient`` calls — hangupcall (or hangupcalljwt),
+hangupparticipant, splitconnection, startrecording, stoprecording, promptfile and
+``promptfile/{name}/url`` — after checking the desk's RS256 JWT, and then, like the real
+service, tells the desk what happened through its callbacks (``callEvent``,
+``sessionCompleted``, ``recordingReady``, ``callNotify`` and ``callAnswered`` for a
+transferred caller). ``/files/{name}`` plays the role of the storage a download URL points
+at and serves ``desk.simulator.audio``'s WAV.
 
 The callback side (``Callbacks``) is shared with ``desk.simulator.traffic``, which plays the
 calls themselves (newCall → callNotify → callAnswered → ...). Whatever a later action needs
@@ -325,10 +326,12 @@ def _transfer(sim: Any, reply: ReplyToken) -> None:
     sim.book.hang_up_phone(reply.agent, reply.session_id)  # the agent's leg was split off
     onward = ReplyToken(reply.session_id, str(uuid.uuid4()), reply.caller,
                         reply.caller_participant_id, new_id(), target)
+    # As the document's sample: the participant is the caller ("user"), the remote one the
+    # party ringing (the next callAnswered's calleeParticipantId).
     sim.callbacks.send("callNotify", {
         "event": "ringing", "sessionId": reply.session_id, "user": reply.caller,
-        "remoteUser": party(target), "participantId": onward.callee_participant_id,
-        "sessionReferenceId": ref,
+        "remoteUser": party(target), "participantId": onward.caller_participant_id,
+        "remoteParticipantId": onward.callee_participant_id, "sessionReferenceId": ref,
     })
     if not sim.stop.wait(2.0) and not sim.book.ended(reply.session_id):
         sim.book.take_phone(target, reply.session_id)
@@ -354,6 +357,7 @@ def _stoprecording(sim: Any, reply: ReplyToken, body: dict[str, Any]) -> tuple[R
 
 _ACTIONS = {
     "hangupcall": _hangupcall,
+    "hangupcalljwt": _hangupcall,  # the same endpoint in the *jwt family (DESK_MEDIASERVICE_API)
     "hangupparticipant": _hangupparticipant,
     "splitconnection": _splitconnection,
     "startrecording": _startrecording,

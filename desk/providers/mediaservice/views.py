@@ -10,6 +10,23 @@ mediaservice knows (replyId, connectionId, participant ids, recording outcome) i
 into the call row in the same transaction. ``callEvent`` and ``newCall`` wait for an
 instruction in the reply; it is computed from the database alone (no outbound request), so
 the reply is immediate — and repeated for a retried delivery, whose first answer was lost.
+
+Three things only this webhook can do, because they need the database:
+
+* **Finding the call of a callback that names none.** ``/callAnswered`` has no
+  ``sessionId`` (OpenAPI page, section ``/callAnswered``; the specs README). When it also
+  lacks the desk's ``sessionReferenceId`` (as the page's sample does), the call is found by
+  participant id: ``/callNotify``'s ``participantId`` / ``remoteParticipantId`` are stored in
+  the call's participant columns while they are empty, and ``/callAnswered``'s
+  ``callerParticipantId`` / ``calleeParticipantId`` are looked up in both; then the callback
+  is parsed again naming that call.
+* **Talk time.** ``/sessionCompleted``'s ``sessionDuration`` (read as milliseconds, see
+  ``parse``) spans the whole session from ``/newCall``; the talk time is that minus the time
+  from the call's start to its answer, stored as ``Call.duration``. Without it,
+  ``Call.talk_seconds`` falls back to ended minus answered. It is recomputed on every callback,
+  so callbacks arriving out of order end in the same figure.
+* **siteBaseUrl** is kept only when it is one of ``DESK_MEDIASERVICE_SITE_URLS``; any other is
+  logged and dropped, so API calls about the call keep going to ``DESK_MEDIASERVICE_URL``.
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from desk.domain.events import BadPayload
 from desk.extensions import db
-from desk.live.changes import mark_changed
+from desk.live.changes import ALERTS, CALLS, mark_changed
 from desk.models import Alert, Call, Delivery, utcnow
 from desk.providers.mediaservice import parse as ms
 from desk.providers.mediaservice import routing
@@ -35,6 +52,7 @@ from desk.providers.mediaservice.answers import (
     answer_for_call_identifier,
     answer_for_new_remote_call,
 )
+from desk.providers.mediaservice.client import allowed_site_base_url
 from desk.providers.mediaservice.signature import BadSignature, verify_callback_signature
 from desk.providers.webhook import apply, blueprint, parse_or_reject, raw_body
 from desk.services import ingest
@@ -46,7 +64,7 @@ log = logging.getLogger(__name__)
 # Facts kept on the call for later actions and for the detail view.
 KEPT_FACTS = (
     "session_id", "trace_id", "reply_id", "connection_id", "site_base_url", "site_id",
-    "sip_call_id", "caller_display_name", "called_party", "caller_withheld",
+    "sip_call_id", "caller_display_name", "called_party", "caller_withheld", "session_seconds",
 )
 
 
@@ -93,16 +111,59 @@ def _call_for(session: Session, parsed: ms.MediaserviceParsed) -> Call | None:
     ).order_by(Call.id.desc())).first()
 
 
-def _fold(parsed: ms.MediaserviceParsed):  # type: ignore[no-untyped-def]
+def _site_base_url(facts: dict[str, Any]) -> None:
+    """Keep ``siteBaseUrl`` only when it is a configured hybrid site (see the docstring)."""
+    url = facts.get("site_base_url")
+    if url is None:
+        return
+    allowed = allowed_site_base_url(url, current_app.config["DESK_MEDIASERVICE_SITE_URLS"])
+    if allowed is None:
+        log.warning("mediaservice callback names siteBaseUrl %r, which is not in "
+                    "DESK_MEDIASERVICE_SITE_URLS: ignored, API calls keep going to "
+                    "DESK_MEDIASERVICE_URL", str(url)[:200])
+        del facts["site_base_url"]
+    else:
+        facts["site_base_url"] = allowed
+
+
+def _fold_participants(call: Call, facts: dict[str, Any], callback: str) -> None:
+    """Participant ids, so a ``/callAnswered`` without the desk's reference finds its call."""
+    if facts.get("monitoring"):
+        return  # a monitoring leg's participants are not the call's parties
+    if "caller_participant_id" in facts:  # /callAnswered names both parties: authoritative
+        call.caller_participant_id = facts["caller_participant_id"]
+        call.callee_participant_id = facts.get("callee_participant_id")
+    elif callback == "callNotify":
+        # participantId is the party the event is about ("user": the caller in the sample),
+        # remoteParticipantId the far side (= calleeParticipantId in /callAnswered). Filled
+        # only while empty: a transfer's later ringing must not rename an answered call's legs.
+        call.caller_participant_id = call.caller_participant_id or facts.get("participant_id")
+        call.callee_participant_id = (call.callee_participant_id
+                                      or facts.get("remote_participant_id"))
+
+
+def _fold_talk_time(call: Call) -> None:
+    """``Call.duration`` from the session's length, once the call is answered and ended."""
+    session_seconds = (call.provider_facts or {}).get("session_seconds")
+    if not isinstance(session_seconds, (int, float)) or call.answered_at is None:
+        return
+    if call.state != "ended" or call.started_at is None:
+        return
+    ringing = (call.answered_at - call.started_at).total_seconds()
+    call.duration = max(0, int(session_seconds - max(0.0, ringing)))
+
+
+def _fold(parsed: ms.MediaserviceParsed) -> ingest.Fold:
     """What this callback teaches about its call, applied inside ingest's transaction."""
     facts: dict[str, Any] = dict(parsed.facts)
+    _site_base_url(facts)
 
     def fold(session: Session, delivery: Delivery) -> None:
         if parsed.callback == ms.ALARM:
             session.add(Alert(provider=ms.PROVIDER, kind=facts.get("alarm_type", "alarm"),
                               message=facts.get("alarm_text", "alarm"),
                               delivery_id=delivery.id))
-            mark_changed(session, "alerts", 0)
+            mark_changed(session, ALERTS, 0)
             return
         call = _call_for(session, parsed)
         if call is None:
@@ -111,13 +172,12 @@ def _fold(parsed: ms.MediaserviceParsed):  # type: ignore[no-untyped-def]
         kept = {k: facts[k] for k in KEPT_FACTS if k in facts}
         if facts.get("monitoring"):
             kept = {"monitored": True}
-        elif "caller_participant_id" in facts:
-            call.caller_participant_id = facts["caller_participant_id"]
-            call.callee_participant_id = facts.get("callee_participant_id")
+        _fold_participants(call, facts, parsed.callback)
         if kept:
             call.provider_facts = {**(call.provider_facts or {}), **kept}
+        _fold_talk_time(call)
         _fold_action_confirmations(call, facts, parsed.callback)
-        mark_changed(session, "calls", call.id)
+        mark_changed(session, CALLS, call.id)
 
     return fold
 

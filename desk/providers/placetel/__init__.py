@@ -1,7 +1,9 @@
 """Placetel Notify + Call Control: form-encoded call notifications, answered with routing XML.
 
 ``parse`` (pure) turns a Notify delivery into call events, ``route`` renders a routing
-decision as Call Control XML, ``views`` serves ``POST /webhooks/placetel``.
+decision as Call Control XML, ``views`` serves ``POST /webhooks/placetel``. Deliveries are
+authenticated with the Basic credentials in the pasted URL, with Placetel's
+``X-PLACETEL-SIGNATURE`` (HMAC-SHA256 of the body with the portal's shared secret), or both.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ PROVIDER = Provider(
     settings={
         "DESK_PLACETEL_USER": ("", "str"),
         "DESK_PLACETEL_PASSWORD": ("", "str"),
+        "DESK_PLACETEL_SECRET": ("", "str"),
     },
-    configured_by=("DESK_PLACETEL_USER", "DESK_PLACETEL_PASSWORD"),
+    configured_by=("DESK_PLACETEL_USER", "DESK_PLACETEL_PASSWORD", "DESK_PLACETEL_SECRET"),
     webhooks=("POST /webhooks/placetel",),
     views="desk.providers.placetel.views",
     check_settings=_check,

@@ -2,10 +2,15 @@
 
 Pure: ``render_route`` builds the document with ElementTree, so peers, numbers and
 announcement ids are escaped by the library, never pasted into markup. The vocabulary is
-the one Placetel documents: ``Forward`` (Targets with optional ``ringtime``, each holding
-``Number`` elements that are SIP peers such as ``777xxxxx@fpbx.de`` or phone numbers),
-``Queue queue_id``, ``Reject`` (optionally ``reason="busy"``) and ``Hangup``. Forward
-options the decision leaves None are left out, so Placetel's defaults apply. The webhook
+the one in the README of ``Placetel/call-control-notify-api`` ("Your XML response", commit
+49abb20): ``Forward`` (Targets with optional ``ringtime``, each holding ``Number`` elements
+that are SIP peers such as ``777xxxxx@fpbx.de`` or phone numbers), ``Reject`` (optionally
+``reason="busy"``), ``Hangup``, ``Prompt id`` (play and hang up), ``Group id`` (with
+``ringtime`` 10 to 60, ``backup_behaviour``, ``backup_routing_object``, the announcement and
+music options), ``RoutingPlan id`` (optionally holding a fallback ``Forward``, used when no
+routing object of the plan is active) and ``Queue id``. The queue's attribute is ``id``:
+it was ``queue_id`` until the README's revision of November 2024 (commit 081350d).
+Options the decision leaves None are left out, so Placetel's defaults apply. The webhook
 answers with ``Content-Type: application/xml`` (``CONTENT_TYPE``).
 """
 
@@ -23,18 +28,44 @@ def _flag(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")
 
 
+def _attributes(options: list[tuple[str, str | None]]) -> dict[str, str]:
+    return {name: value for name, value in options if value is not None}
+
+
 def _forward(response: ET.Element, decision: Decision, *, voicemail: bool | None) -> ET.Element:
     # Attribute order follows Placetel's table, which is also the order in its examples.
-    options: list[tuple[str, str | None]] = [
+    return ET.SubElement(response, "Forward", _attributes([
         ("music_on_hold", _flag(decision.music_on_hold)),
         ("voicemail", _flag(voicemail)),
         ("voicemail_announcement", decision.voicemail_announcement),
         ("voicemail_as_attachment", _flag(decision.voicemail_as_attachment)),
         ("forward_announcement", decision.forward_announcement),
-    ]
-    return ET.SubElement(
-        response, "Forward", {name: value for name, value in options if value is not None}
-    )
+    ]))
+
+
+def _group(response: ET.Element, decision: Decision) -> None:
+    ring_time = decision.group_ring_time
+    ET.SubElement(response, "Group", _attributes([  # the order of Placetel's Group table
+        ("id", decision.group_id),
+        ("ringtime", None if ring_time is None else str(ring_time)),
+        ("backup_behaviour", decision.backup_behaviour),
+        ("backup_routing_object", decision.backup_routing_object),
+        ("voicemail_announcement", decision.voicemail_announcement),
+        ("voicemail_as_attachment", _flag(decision.voicemail_as_attachment)),
+        ("forward_announcement", decision.forward_announcement),
+        ("music_on_hold", _flag(decision.music_on_hold)),
+    ]))
+
+
+def _routing_plan(response: ET.Element, decision: Decision) -> None:
+    plan = ET.SubElement(response, "RoutingPlan", {"id": str(decision.routing_plan_id)})
+    fallback = decision.fallback
+    # Placetel ends the call when no routing object of the plan is active, unless the plan
+    # holds a Forward: the desk's own routing (agents, or voicemail) is that Forward.
+    if fallback is not None and fallback.action == "ring":
+        _targets(_forward(plan, fallback, voicemail=fallback.voicemail), fallback)
+    elif fallback is not None and fallback.action == "voicemail":
+        _forward(plan, fallback, voicemail=True)
 
 
 def _targets(forward: ET.Element, decision: Decision) -> None:
@@ -65,7 +96,13 @@ def render_route(decision: Decision) -> bytes:
         # Placetel has no voicemail element: a Forward without targets that goes to voicemail.
         _forward(response, decision, voicemail=True)
     elif decision.action == "queue":
-        ET.SubElement(response, "Queue", {"queue_id": str(decision.queue_id)})
+        ET.SubElement(response, "Queue", {"id": str(decision.queue_id)})
+    elif decision.action == "prompt":
+        ET.SubElement(response, "Prompt", {"id": str(decision.prompt_id)})
+    elif decision.action == "group":
+        _group(response, decision)
+    elif decision.action == "routing_plan":
+        _routing_plan(response, decision)
     elif decision.action == "busy":
         ET.SubElement(response, "Reject", {"reason": "busy"})
     elif decision.action == "reject":

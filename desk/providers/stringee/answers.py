@@ -1,7 +1,20 @@
-"""Stringee's answer URLs: the SCCO JSON the desk answers with.
+"""Stringee's answer URLs: the SCCO JSON the desk answers with. Pure.
 
-``scco_from_helper_params`` answers like Stringee's SCCO helper for the same GET parameters;
-``scco_for_decision`` answers with the desk's own routing ``Decision``.
+* ``scco_from_helper_params`` answers like Stringee's SCCO helper
+  (https://developer.stringee.com/docs/simple-scco-helper, ``simple_project_answer_url`` /
+  ``simple_number_answer_url``) for the same GET parameters, so a project set up with the
+  helper keeps working when pointed at the desk.
+* ``scco_for_agent_call`` answers the project answer URL: an app user (an agent) placing a
+  call is connected to whom they called, never routed back to agents
+  (``answer_url/php/project_answer_url.php`` in ``stringeecom/server-samples`` connects
+  ``from`` to ``to`` the same way).
+* ``scco_for_decision`` answers the number answer URL with the desk's routing ``Decision``.
+
+All take the answer URL's GET parameters as one mapping: Stringee's own (``from``, ``to``,
+``custom``, ``fromInternal``, ``userId``, ``callId``, ...) together with the helper's. The
+SCCO shapes (``connect`` with ``from``/``to`` objects, ``timeout``, ``maxConnectTime``,
+``peerToPeerCall``, ``continueOnFail``; ``record`` placed before ``connect``) are those of
+https://developer.stringee.com/docs/server/stringee-call-control-object and the samples.
 """
 
 from __future__ import annotations
@@ -61,6 +74,12 @@ def _record_action(fmt: str) -> dict[str, Any]:
     return {"action": "record", "eventUrl": "", "format": fmt}
 
 
+def calls_a_phone(to: str) -> bool:
+    """The SCCO helper's ``appToPhone=auto`` rule: "when 'to' is an integer, greater than
+    600000" it is a phone number; a string or an integer up to 600000 is an app user id."""
+    return to.isascii() and to.isdigit() and int(to) > AUTO_PHONE_ABOVE
+
+
 def _project_scco(params: Mapping[str, str]) -> list[dict[str, Any]]:
     app_to_phone = _option(params, "appToPhone", ("true", "false", "auto"), "false")
     caller, callee = params.get("from"), params.get("to")
@@ -68,8 +87,7 @@ def _project_scco(params: Mapping[str, str]) -> list[dict[str, Any]]:
         if callee is None:
             raise BadPayload("appToPhone=auto decides by the answer URL's 'to' parameter, "
                              "which is missing")
-        # "An integer greater than 600000" is a phone number; any other string a user id.
-        to_phone = callee.isascii() and callee.isdigit() and int(callee) > AUTO_PHONE_ABOVE
+        to_phone = calls_a_phone(callee)
     else:
         to_phone = app_to_phone == "true"
     timeout = _seconds(params, "timeout", 60, 1, "whole seconds greater than 0")
@@ -137,6 +155,32 @@ def scco_from_helper_params(
     raise ValueError(f"kind must be 'project' or 'number', not {kind!r}")
 
 
+# --- SCCO for an agent's own call ---------------------------------------------------------
+
+
+def scco_for_agent_call(params: Mapping[str, str], *, record: bool) -> list[dict[str, Any]]:
+    """Connect the app user's call from ``from`` to ``to``: another app user, or a phone
+    (``calls_a_phone``). ``record`` puts a record action first, which needs the media to
+    pass through Stringee, so the call is then not peer-to-peer (as it never is to a phone).
+    Raises ``BadPayload`` when ``to`` is missing.
+    """
+    caller = (params.get("from") or "").strip() or None
+    callee = _required(params, "to", "the app user id or phone number the app user calls")
+    to_phone = calls_a_phone(callee)
+    scco = [_record_action("mp3")] if record else []
+    scco.append({
+        "action": "connect",
+        "from": {"type": "internal", "number": caller, "alias": caller},
+        "to": {"type": "external" if to_phone else "internal", "number": callee,
+               "alias": callee},
+        "customData": params.get("custom"),
+        "timeout": DEFAULT_RING_TIME,  # the helper's default ringing time
+        "maxConnectTime": -1,  # no limit, as in Stringee's project_answer_url.php
+        "peerToPeerCall": not to_phone and not record,
+    })
+    return scco
+
+
 # --- SCCO for the desk's own routing -----------------------------------------------------
 
 
@@ -147,8 +191,10 @@ def scco_for_decision(decision: Decision, params: Mapping[str, str]) -> list[dic
     (by Stringee user id) in decision order, each ringing for its step's ring time and
     continuing to the next on failure; agents of one step therefore ring one after another.
     Stringee's documents give no action for voicemail, queues or rejecting, so every other
-    decision is an empty SCCO: nothing to connect, the call ends.
+    decision is an empty SCCO: nothing to connect, the call ends. A Placetel prompt, group
+    or routing plan is carried out as its fallback (``Decision.portable``).
     """
+    decision = decision.portable()
     if decision.action != "ring":
         return []
     caller, called = params.get("from"), params.get("to")

@@ -3,6 +3,10 @@
 The client never retries: a second POST could ring a customer twice, so every failure goes
 back to the agent, saying whether the call may already have been placed. Field errors in
 Teleforge's answer are mapped back onto the dial form's fields (``field_errors_from``).
+
+Sources: Teleforge's page "Create a Call" (docs v4.0.0 onwards, see ``rules``) gives the URL
+``POST http://<server>:<http_port>/click2dial/calls`` and the JSON body; it does not describe
+the answer, so the answer's reading here is the desk's own (as tolerant as it can be).
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ _FIELD_NAMES = {
     "callerid": "outbound_id",
     "caller_id": "outbound_id",
     "clid": "outbound_id",
-    "callcontact_ref": "reference",
-    "contactcall_ref": "reference",
-    "custom_call_ref": "reference",
+    "contact_ref": "reference",  # the body's key from v3.0.0
+    "call_ref": "reference",  # before v3.0.0
+    "custom_call_ref": "reference",  # what "Create a Call" calls the value
     "reference": "reference",
 }
 _MESSAGE_KEYS = ("message", "msg", "error", "detail", "description", "reason")
@@ -269,8 +273,6 @@ class TeleforgeClient:
 def _short(exc: BaseException) -> str:
     return str(exc)[:160]
 
-
-# --- notifications from the Redis LIST -------------------------------------------------------
 
 
 def init_app(app: Flask) -> None:

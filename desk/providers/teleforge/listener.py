@@ -1,16 +1,19 @@
-"""Teleforge's call notifications: taken from its Redis LIST and fed to the state machine.
+"""Teleforge's call notifications: taken from its Redis LISTs and fed to the state machine.
 
-Teleforge pushes a notification per call change onto ``DESK_TELEFORGE_LIST`` (documented
-consumption: BRPOP/RPOP, so it pushes on the left and we take from the right). A consumer
-here never pops an item outright; it moves it (``BLMOVE``, atomic) onto its own processing
-list ``<list>:processing:<consumer id>``, applies it with ``desk.services.ingest`` and
-removes it (``LREM``) only after the database committed. So:
+Teleforge pushes its notifications onto several lists on the PBX's Redis (by default
+``enigma:notifications:cdr`` and ``enigma:notifications:inbound``, ``DESK_TELEFORGE_LISTS``).
+Its pages say "BLPOP for FIFO" while their examples use ``brpop``, and do not say which end
+it pushes to; the desk is order-tolerant, so the end it takes from is a setting
+(``DESK_TELEFORGE_POP_END``, default right as in the examples). A consumer never pops an
+item outright; it moves it (``BLMOVE``, atomic) from that end onto its own processing list
+``<list>:processing:<consumer id>``, applies it with ``desk.services.ingest`` and removes
+it (``LREM``) only after the database committed. So:
 
 * **nothing is lost** if the process dies between taking and committing: the item waits
   in the dead consumer's processing list, and every consumer, on start and every
-  ``RECOVER_EVERY`` seconds, moves the items of dead consumers back onto the main list.
-  A consumer is dead when no Redis connection carries its client name (``CLIENT LIST``;
-  where that command is disabled, when its heartbeat key has expired);
+  ``RECOVER_EVERY`` seconds, moves the items of dead consumers back onto the taking end of
+  the list they came from. A consumer is dead when no Redis connection carries its client
+  name (``CLIENT LIST``; where that command is disabled, when its heartbeat key has expired);
 * **each notification is applied once** with several server processes: ``BLMOVE`` hands an
   item to exactly one consumer, and in the rare case an item is handed out twice (a
   consumer thought dead was only slow) the delivery's dedupe key makes the second a no-op;
@@ -19,9 +22,15 @@ removes it (``LREM``) only after the database committed. So:
 * a Redis or database outage is survived: the consumer backs off (0.25 s doubling to 10 s),
   reconnects, retries the item it holds, and its status is shown on the supervisor board.
 
-Runs as a thread inside each server process (started with the first request, so forking
-servers start one per worker) unless ``DESK_TELEFORGE_LISTEN=0``; then
-``flask --app app teleforge listen`` runs the same loop in its own process.
+One consumer takes from every configured list: each list has a lane of its own (its own
+connection, blocking ``BLMOVE``, processing list, heartbeat and backoff) running in its own
+thread, so a quiet list never delays a busy one. Teleforge asks for exactly one logical
+worker per CDR list: every process of one desk together is that worker (they share the
+lists through ``BLMOVE``); two different desks must not consume the same lists.
+
+Runs inside each server process (started with the first request, so forking servers start
+one per worker) unless ``DESK_TELEFORGE_LISTEN=0``; then ``flask --app app teleforge
+listen`` runs the same loop in its own process.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,8 +48,9 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from desk.extensions import db
-from desk.live.changes import mark_changed
+from desk.live.changes import ALERTS, mark_changed
 from desk.models import Alert, Delivery, utcnow
+from desk.providers.teleforge.fold import fold_for
 from desk.providers.teleforge.parse import UnknownNotification, parse_notification
 from desk.providers.teleforge.rules import PROVIDER
 from desk.services import ingest
@@ -76,35 +87,71 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
+class _Lane:
+    """One list's share of a consumer: its processing list, connection, timers and state."""
+
+    def __init__(self, name: str, consumer_id: str) -> None:
+        self.name = name
+        self.processing = f"{name}:processing:{consumer_id}"
+        self.heartbeat_key = f"{name}:consumer:{consumer_id}"
+        self.client: Any = None
+        self.last_beat = 0.0
+        self.last_recovery = 0.0
+        self.state = "starting"
+        self.error = ""
+
+
 class TeleforgeListener:
-    """One consumer of the notification list. ``run`` loops until ``stop``."""
+    """One consumer of Teleforge's notification lists. ``run`` loops until ``stop``.
+
+    ``lists`` is one list name or several. ``pop_end`` is the end items are taken from,
+    ``"right"`` or ``"left"``.
+    """
 
     def __init__(
         self,
         app: Flask,
         redis_url: str,
-        list_name: str,
+        lists: str | Sequence[str],
         consumer_id: str | None = None,
         block_seconds: float = BLOCK_SECONDS,
         client: Any = None,
+        pop_end: str = "right",
     ) -> None:
         # ``client``: a ready object with the Redis list commands used here, instead of
         # connecting to ``redis_url`` (the demo's in-process list, desk.simulator).
+        names = (lists,) if isinstance(lists, str) else tuple(dict.fromkeys(lists))
+        if not names or not all(names):
+            raise ValueError("a Teleforge listener needs at least one Redis list name")
+        if pop_end.lower() not in ("right", "left"):
+            raise ValueError(f"pop_end must be 'right' or 'left', not {pop_end!r}")
         self.app = app
         self.redis_url = redis_url
-        self.list_name = list_name
+        self.lists = names
+        self.pop_end = pop_end.upper()
         self.consumer_id = consumer_id or uuid.uuid4().hex[:16]
         self.block_seconds = block_seconds
-        self.processing = f"{list_name}:processing:{self.consumer_id}"
-        self.heartbeat_key = f"{list_name}:consumer:{self.consumer_id}"
         self.status = ListenerStatus(since=utcnow())
+        self._lanes = [_Lane(name, self.consumer_id) for name in names]
+        self._turn = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self._given_client = client
-        self._client: Any = client
-        self._last_recovery = 0.0
-        self._last_beat = 0.0
+
+    @property
+    def list_name(self) -> str:
+        """The first list (the only one, for a one-list consumer)."""
+        return self.lists[0]
+
+    @property
+    def processing(self) -> str:
+        """The first list's processing list."""
+        return self._lanes[0].processing
+
+    def processing_for(self, name: str) -> str:
+        return next(lane.processing for lane in self._lanes if lane.name == name)
 
     # -- life cycle ------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -129,37 +176,52 @@ class TeleforgeListener:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _set_status(self, state: str, error: str = "") -> None:
-        if (state, error) == (self.status.state, self.status.error):
-            return
-        was = self.status.state
-        self.status.state, self.status.error, self.status.since = state, error, utcnow()
-        if state == "down" and was != "down":
-            log.warning("Teleforge notifications: %s; retrying with backoff", error)
-        elif state == "ok" and was != "ok":
-            log.info("Teleforge notifications: taking from %r on %s",
-                     self.list_name, _safe_url(self.redis_url))
+    def _set_lane_status(self, lane: _Lane, state: str, error: str = "") -> None:
+        """One lane's state; supervisors see the worst of them (down beats ok)."""
+        with self._status_lock:
+            lane.state, lane.error = state, error
+            down = [other for other in self._lanes if other.state == "down"]
+            if down:
+                overall, message = "down", down[0].error
+            elif all(other.state == "stopped" for other in self._lanes):
+                overall, message = "stopped", ""
+            elif any(other.state == "ok" for other in self._lanes):
+                overall, message = "ok", ""
+            else:
+                overall, message = "starting", ""
+            if (overall, message) == (self.status.state, self.status.error):
+                return
+            was = self.status.state
+            self.status.state, self.status.error, self.status.since = overall, message, utcnow()
+        if overall == "down" and was != "down":
+            log.warning("Teleforge notifications: %s; retrying with backoff", message)
+        elif overall == "ok" and was != "ok":
+            log.info("Teleforge notifications: taking from %s on %s",
+                     ", ".join(repr(name) for name in self.lists), _safe_url(self.redis_url))
 
     # -- Redis -----------------------------------------------------------------------------
-    def connect(self) -> Any:
+    def _connect(self, lane: _Lane) -> Any:
         import redis
 
-        if self._client is None and self._given_client is not None:
-            self._client = self._given_client
-        if self._client is None:
-            self._client = redis.Redis.from_url(
+        if lane.client is None:
+            lane.client = self._given_client or redis.Redis.from_url(
                 self.redis_url, socket_connect_timeout=2,
                 socket_timeout=self.block_seconds + 5, health_check_interval=15,
                 client_name=CLIENT_PREFIX + self.consumer_id,
             )
-        return self._client
+        return lane.client
+
+    def connect(self) -> Any:
+        """The first lane's connection (tests drive a consumer with it)."""
+        return self._connect(self._lanes[0])
 
     def close(self) -> None:
-        """Drop the Redis connection (for consumers driven by ``step``, e.g. in tests)."""
-        self._disconnect()
+        """Drop the Redis connections (for consumers driven by ``step``, e.g. in tests)."""
+        for lane in self._lanes:
+            self._disconnect(lane)
 
-    def _disconnect(self) -> None:
-        client, self._client = self._client, None
+    def _disconnect(self, lane: _Lane) -> None:
+        client, lane.client = lane.client, None
         if client is not None:
             try:
                 client.close()
@@ -179,38 +241,55 @@ class TeleforgeListener:
         }
 
     def recover(self, client: Any) -> int:
-        """Move the items of dead consumers back to the main list; returns how many."""
-        prefix = f"{self.list_name}:processing:"
+        """Move the items of dead consumers back to the lists they came from; how many."""
         live = self._live_consumers(client)
+        return sum(self._recover_list(client, name, live) for name in self.lists)
+
+    def _recover_list(self, client: Any, name: str, live: set[str] | None) -> int:
+        prefix = f"{name}:processing:"
         moved = 0
         for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=100):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            owner = name[len(prefix):]
+            held = key.decode() if isinstance(key, bytes) else str(key)
+            owner = held[len(prefix):]
             if owner == self.consumer_id:
                 continue
             if live is not None:
                 if owner in live:
                     continue
-            elif client.exists(f"{self.list_name}:consumer:{owner}"):
+            elif client.exists(f"{name}:consumer:{owner}"):
                 continue
             # Newest first onto the taking end, so the oldest is taken first again.
-            while client.lmove(name, self.list_name, "LEFT", "RIGHT") is not None:
+            while client.lmove(held, name, "LEFT", self.pop_end) is not None:
                 moved += 1
         if moved:
-            log.warning("Teleforge notifications: recovered %d item(s) a stopped consumer had "
-                        "taken but not committed", moved)
+            log.warning("Teleforge notifications: recovered %d item(s) from %r a stopped "
+                        "consumer had taken but not committed", moved, name)
         return moved
 
-    def take(self, client: Any) -> bytes | None:
-        """The next item to apply: one this consumer still holds, else a new one (blocking)."""
-        held = client.lindex(self.processing, -1)
+    def _take(self, client: Any, lane: _Lane, block: bool) -> bytes | None:
+        """The lane's next item: one it still holds, else a new one (waiting when ``block``)."""
+        held = client.lindex(lane.processing, -1)
         if held is not None:
             return held
-        return client.blmove(self.list_name, self.processing, self.block_seconds,
-                             "RIGHT", "LEFT")
+        if block:
+            return client.blmove(lane.name, lane.processing, self.block_seconds,
+                                 self.pop_end, "LEFT")
+        return client.lmove(lane.name, lane.processing, self.pop_end, "LEFT")
 
-    def ack(self, client: Any, raw: bytes) -> None:
-        client.lrem(self.processing, -1, raw)
+    def take(self, client: Any) -> bytes | None:
+        """The next item from any list (held ones first), moved onto its processing list.
+
+        With one list it waits up to ``block_seconds``; with several it does not wait.
+        """
+        single = len(self._lanes) == 1
+        for lane in self._lanes:
+            item = self._take(client, lane, block=single)
+            if item is not None:
+                return item
+        return None
+
+    def ack(self, client: Any, raw: bytes, lane: _Lane | None = None) -> None:
+        client.lrem((lane or self._lanes[0]).processing, -1, raw)
 
     # -- the database ------------------------------------------------------------------------
     def apply(self, raw: bytes) -> str:
@@ -226,7 +305,8 @@ class TeleforgeListener:
             if isinstance(parsed, UnknownNotification):
                 self._keep_unknown(session, parsed, text, content_type)
                 return "rejected"
-            result = ingest.ingest(session, PROVIDER, parsed, text, content_type)
+            result = ingest.ingest(session, PROVIDER, parsed, text, content_type,
+                                   fold=fold_for(parsed))
             return result.status
 
     def _keep_unknown(
@@ -247,25 +327,36 @@ class TeleforgeListener:
                 f"It is kept in the event log (delivery {delivery.id}).",
                 delivery_id=delivery.id,
             ))
-            mark_changed(session, "alerts", 0)  # supervisors' alert list updates live
+            mark_changed(session, ALERTS, 0)  # supervisors' alert list updates live
         log.warning("Teleforge notification kept as rejected: %s", unknown.reason)
 
     # -- the loop ----------------------------------------------------------------------------
     def step(self) -> str | None:
         """Take and apply at most one item; returns what happened, None when idle.
 
-        Raises Redis and database errors; ``run`` turns them into status and backoff.
+        Looks at every list in turn (a different one first each call), without waiting when
+        there are several; a one-list consumer waits up to ``block_seconds``. Raises Redis
+        and database errors; ``run`` turns them into status and backoff.
         """
-        client = self.connect()
+        count = len(self._lanes)
+        first, self._turn = self._turn, (self._turn + 1) % count
+        for offset in range(count):
+            outcome = self._step_lane(self._lanes[(first + offset) % count], block=count == 1)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _step_lane(self, lane: _Lane, block: bool) -> str | None:
+        client = self._connect(lane)
         now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_SECONDS / 6 or not self._last_beat:
-            client.set(self.heartbeat_key, "1", ex=HEARTBEAT_SECONDS)
-            self._last_beat = now
-        if now - self._last_recovery >= RECOVER_EVERY or not self._last_recovery:
-            self.recover(client)
-            self._last_recovery = now
-        self._set_status("ok")
-        raw = self.take(client)
+        if now - lane.last_beat >= HEARTBEAT_SECONDS / 6 or not lane.last_beat:
+            client.set(lane.heartbeat_key, "1", ex=HEARTBEAT_SECONDS)
+            lane.last_beat = now
+        if now - lane.last_recovery >= RECOVER_EVERY or not lane.last_recovery:
+            self._recover_list(client, lane.name, self._live_consumers(client))
+            lane.last_recovery = now
+        self._set_lane_status(lane, "ok")
+        raw = self._take(client, lane, block)
         if raw is None:
             return None
         try:
@@ -279,45 +370,71 @@ class TeleforgeListener:
                 self._keep_unknown(session, UnknownNotification(raw, reason), raw.decode(
                     "utf-8", errors="backslashreplace"), None)
             outcome = "rejected"
-        self.ack(client, raw)
-        if outcome == "rejected":
-            self.status.rejected += 1
-        else:
-            self.status.applied += 1
+        self.ack(client, raw, lane)
+        with self._status_lock:
+            if outcome == "rejected":
+                self.status.rejected += 1
+            else:
+                self.status.applied += 1
         return outcome
 
     def run(self) -> None:
+        """Consume every list until ``stop``: the first in this thread, each other in its own."""
+        others = [
+            threading.Thread(target=self._run_lane, args=(lane,), daemon=True,
+                             name=f"desk-teleforge-listener-{index}")
+            for index, lane in enumerate(self._lanes[1:], start=1)
+        ]
+        for thread in others:
+            thread.start()
+        self._run_lane(self._lanes[0])
+        for thread in others:
+            thread.join()
+
+    def _run_lane(self, lane: _Lane) -> None:
         import redis
 
         backoff = 0.25
         while not self._stop.is_set():
             try:
-                self.step()
+                self._step_lane(lane, block=True)
                 backoff = 0.25
             except (redis.RedisError, OSError) as exc:
-                self._disconnect()
-                self._last_recovery = self._last_beat = 0.0  # again once reconnected
-                self._set_status("down", f"Redis at {_safe_url(self.redis_url)} is "
-                                 f"unreachable ({exc or exc.__class__.__name__})")
+                self._disconnect(lane)
+                lane.last_recovery = lane.last_beat = 0.0  # again once reconnected
+                self._set_lane_status(lane, "down", f"Redis at {_safe_url(self.redis_url)} is "
+                                      f"unreachable ({exc or exc.__class__.__name__})")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except SQLAlchemyError as exc:
-                self._set_status("down", f"the database is unavailable "
-                                 f"({exc.__class__.__name__}); the notification is kept")
+                self._set_lane_status(lane, "down", f"the database is unavailable "
+                                      f"({exc.__class__.__name__}); the notification is kept")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-        self._disconnect()
-        self._set_status("stopped")
+        self._disconnect(lane)
+        self._set_lane_status(lane, "stopped")
 
 
 def redis_url_for(app: Flask) -> str:
     return app.config.get("DESK_TELEFORGE_REDIS_URL") or app.config.get("DESK_REDIS_URL") or ""
 
 
+def lists_for(app: Flask) -> list[str]:
+    """The lists this desk consumes (``DESK_TELEFORGE_LISTS`` plus the older alias)."""
+    return list(app.config.get("DESK_TELEFORGE_LISTS") or [])
+
+
 def wanted(app: Flask) -> bool:
     """Whether this desk takes Teleforge notifications at all (Teleforge set up + Redis)."""
     configured = app.config.get("DESK_TELEFORGE_URL") or app.config.get("DESK_TELEFORGE_REDIS_URL")
-    return bool(configured and redis_url_for(app))
+    return bool(configured and redis_url_for(app) and lists_for(app))
+
+
+def for_app(app: Flask, redis_url: str | None = None, client: Any = None) -> TeleforgeListener:
+    """A consumer of the app's configured lists, from the configured end."""
+    return TeleforgeListener(app, redis_url if redis_url is not None else redis_url_for(app),
+                             lists_for(app), client=client,
+                             pop_end=app.config.get("DESK_TELEFORGE_POP_END") or "right")
 
 
 def init_app(app: Flask) -> None:
@@ -327,11 +444,7 @@ def init_app(app: Flask) -> None:
     workers, and CLI commands must not consume. Tests (``TESTING``) start consumers
     themselves.
     """
-    listener = None
-    if wanted(app):
-        listener = TeleforgeListener(
-            app, redis_url_for(app), app.config["DESK_TELEFORGE_LIST"]
-        )
+    listener = for_app(app) if wanted(app) else None
     app.extensions["teleforge_listener"] = listener
     if listener is None or not app.config.get("DESK_TELEFORGE_LISTEN") or app.testing:
         return

@@ -1,13 +1,22 @@
-"""Teleforge Click2Dial adapter: dial rules, the request payload, the HTTP client, notifications.
+"""Teleforge Click2Dial adapter: dial rules, the request payload, the WebRTC SIP headers.
 
-Owns everything the desk knows about Teleforge's Click2Dial (``specs/teleforge-click2dial.txt``):
-checking and normalising what an agent typed into the dial form (``validate_dial``), the JSON
-body for ``POST /click2dial/calls`` in the key spelling of the PBX's version (``payload``), the
-WebRTC variant's SIP headers (``sip_headers``), the outbound client (``TeleforgeClient``) and
-the notifications Teleforge pushes onto a Redis LIST (``parse_notification``). Pure, like the
-other adapters: no ``request``, no ``current_app``, no database. The client never retries: a
-second POST could ring a customer twice, so every failure goes back to the agent, saying
-whether the call may already have been placed.
+Owns what the desk knows about placing a Teleforge Click2Dial call: checking and normalising
+what an agent typed into the dial form (``validate_dial``), the JSON body for
+``POST /click2dial/calls`` in the key spelling of the PBX's version (``payload``) and the
+WebRTC variant's SIP headers (``sip_headers``). Pure, like the other adapters: no
+``request``, no ``current_app``, no database.
+
+Where each fact comes from (Teleforge's public pages, docs for v4.0.0 onwards, checked in
+``specs/README.md`` section "Teleforge Click2Dial"; the ``specs/teleforge-click2dial.txt``
+copy is a garbled diff page and is not relied on):
+
+* "Create a Call" (https://tforge.atlassian.net/wiki/spaces/EPD/pages/3441738/Create+a+Call):
+  the body ``{agent, callee, outbound_id, contact_ref}`` from v3.0.0 and
+  ``{agent, callee, outbound_id, call_ref}`` before; the agent, callee and outbound ID forms;
+  the reference's characters and its 230-character limit; the SIP headers ``X-Teleforge-*``
+  from v4.0.0 (``X-Platforma-*`` before); default port 8300 from v3.3.
+* ``random`` as an outbound ID appears in the pages for v2.3 to v3.x (it needs PBX
+  configuration) and is absent from the v4 page; the desk still offers it.
 """
 
 from __future__ import annotations
@@ -232,8 +241,13 @@ def parse_version(version: str) -> tuple[int, int, int]:
 
 
 def reference_key(version: str) -> str:
-    """The reference's key: ``callcontact_ref`` from v3.0.0, before that ``contactcall_ref``."""
-    return "callcontact_ref" if parse_version(version) >= (3, 0, 0) else "contactcall_ref"
+    """The reference's key in the dial body: ``contact_ref`` from v3.0.0, ``call_ref`` before.
+
+    ("Create a Call": "Payload from v3.0.0 upwards, to fix spec design".) Teleforge echoes
+    the value back as ``contact_ref`` in the call's CDR, which is how the desk matches the
+    CDR to the row it made for the dial (``Call.provider_call_id`` is this reference).
+    """
+    return "contact_ref" if parse_version(version) >= (3, 0, 0) else "call_ref"
 
 
 def payload(request: DialRequest, version: str) -> dict[str, str]:
@@ -263,6 +277,3 @@ def sip_headers(request: DialRequest, version: str) -> dict[str, str]:
 def sip_error_header(version: str) -> str:
     """The SIP header a failed WebRTC call carries its validation errors in."""
     return f"{_sip_prefix(version)}-Error"
-
-
-# --- the client ------------------------------------------------------------------------------

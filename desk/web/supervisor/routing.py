@@ -6,29 +6,47 @@ form with the message beside the field, answers 400 and stores nothing. A good o
 the rules in one transaction together with its audit entry (``routing.update``, the rules
 before and after). ``?from=…&to=…`` previews where such a call would go right now, with the
 answer the provider would get.
+
+A called number's row rings the agents ticked, or sends calls somewhere by id: a queue, or
+a Placetel prompt, group (with Placetel's ring time of 10 to 60 s and an optional backup
+routing object) or routing plan. Only Placetel can do the last three; the preview says what
+Stringee and the mediaservice do instead (``Decision.portable``). The row's id field is
+``target-N-id`` with its kind in ``target-N-kind``; ``target-N-queue`` is still read as a
+queue id, so forms and scripts written before the kinds existed keep working.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from desk.domain.routing import BLOCKED_ACTIONS, DEFAULT_RING_TIME, FALLBACKS, Rules
+from desk.domain.routing import (
+    BLOCKED_ACTIONS,
+    DEFAULT_GROUP_RING_TIME,
+    DEFAULT_RING_TIME,
+    FALLBACKS,
+    GROUP_RING_TIMES,
+    TARGET_LABELS,
+    Rules,
+)
 from desk.extensions import db
 from desk.models import User
 from desk.providers.placetel.route import render_route
 from desk.providers.stringee.answers import scco_for_decision
 from desk.services import audit
 from desk.services.routing_store import (
+    IDENT_TARGETS,
     MAX_RING_TIME,
+    check_group_ring_time,
     check_ident,
     check_number,
     check_ring_time,
@@ -43,19 +61,28 @@ from desk.web.auth import supervisor_required
 
 BLANK_TARGET_ROWS = 2
 MAX_TARGET_ROWS = 200
-_TARGET_FIELD = re.compile(r"^target-(\d{1,3})-(number|queue|agents)$")
+_TARGET_FIELD = re.compile(r"^target-(\d{1,3})-(number|queue|agents|kind|id|ringtime|backup)$")
 _SPLIT = re.compile(r"[\n,;]+")
+# Where a row can send calls by id, in the order the form offers them: kind → label.
+TARGET_KINDS = {"queue": "Queue", **TARGET_LABELS}
+_DOCUMENT_FIELD = {kind: name for name, kind in IDENT_TARGETS.items()}
+
+T = TypeVar("T")
 
 
 @dataclass
 class TargetRow:
     number: str = ""
-    queue_id: str = ""
+    target_id: str = ""
     agent_ids: set[int] = field(default_factory=set)
+    kind: str = "queue"
+    ring_time: str = ""  # a Placetel group's ring time
+    backup: str = ""  # a Placetel group's backup routing object
 
     @property
     def blank(self) -> bool:
-        return not (self.number or self.queue_id or self.agent_ids)
+        return not (self.number or self.target_id or self.agent_ids or self.ring_time
+                    or self.backup)
 
 
 @dataclass
@@ -81,7 +108,13 @@ class RoutingForm:
         targets = []
         for number, target in rules.targets.items():
             ids = set(target.agent_ids) | {i for g in target.ring_groups for i in g.agent_ids}
-            targets.append(TargetRow(number, target.queue_id or "", ids & set(names)))
+            placetel = target.placetel_target
+            kind, ident = placetel if placetel else ("queue", target.queue_id or "")
+            targets.append(TargetRow(
+                number, ident, ids & set(names), kind,
+                ring_time=str(target.group_ring_time or ""),
+                backup=target.backup_routing_object or "",
+            ))
         groups = []
         for group in rules.ring_groups:
             members = ", ".join(names[i] for i in group.agent_ids if i in names)
@@ -112,10 +145,19 @@ class RoutingForm:
             if not match or int(match.group(1)) >= MAX_TARGET_ROWS:
                 continue
             row = rows.setdefault(int(match.group(1)), TargetRow())
-            if match.group(2) == "number":
+            part = match.group(2)
+            if part == "number":
                 row.number = text(key)
-            elif match.group(2) == "queue":
-                row.queue_id = text(key)
+            elif part == "queue":  # the field's name before rows had kinds
+                row.kind, row.target_id = "queue", text(key)
+            elif part == "id":
+                row.target_id = text(key)
+            elif part == "kind":
+                row.kind = text(key)
+            elif part == "ringtime":
+                row.ring_time = text(key)
+            elif part == "backup":
+                row.backup = text(key)
             else:
                 row.agent_ids = {int(v) for v in form.getlist(key) if v.isdigit() and len(v) < 10}
         return cls(
@@ -139,7 +181,7 @@ class RoutingForm:
 
     # -- validation -------------------------------------------------------------------
 
-    def _check(self, name: str, check: Any, *args: Any) -> Any:
+    def _check(self, name: str, check: Callable[..., T], *args: Any) -> T | None:
         try:
             return check(*args)
         except ValueError as exc:
@@ -171,7 +213,28 @@ class RoutingForm:
 
     def _seconds(self, name: str, raw: str, label: str) -> int | None:
         value: Any = int(raw) if raw.isdigit() and len(raw) < 7 else raw
-        return self._check(name, check_ring_time, value, label)  # type: ignore[no-any-return]
+        return self._check(name, check_ring_time, value, label)
+
+    def _id_target(self, key: str, row: TargetRow) -> dict[str, Any] | None:
+        """The document's target for a row sending calls to a queue, prompt, group or plan."""
+        label = TARGET_KINDS[row.kind]
+        ident = self._check(key, check_ident, row.target_id, f"{label} id")
+        if ident is None:
+            return None
+        target: dict[str, Any] = {_DOCUMENT_FIELD[row.kind]: ident}
+        if row.ring_time:
+            raw = row.ring_time
+            value: Any = int(raw) if raw.isdigit() and len(raw) < 7 else raw
+            seconds = self._check(key, check_group_ring_time, value, f"{label} ring time")
+            if seconds is None:
+                return None
+            target["group_ring_time"] = seconds
+        if row.backup:
+            backup = self._check(key, check_ident, row.backup, "Backup routing object")
+            if backup is None:
+                return None
+            target.update(backup_behaviour="routing_object", backup_routing_object=backup)
+        return target
 
     def to_document(self, agents: Sequence[User]) -> dict[str, Any] | None:
         """The rules document, or None with ``errors`` filled in field by field."""
@@ -215,12 +278,19 @@ class RoutingForm:
                 continue
             if number in seen:
                 self.errors[key] = f"Number: {number} has two rows; keep one."
-            elif bool(row.queue_id) == bool(row.agent_ids):
-                self.errors[key] = (f"{number}: tick the agents to ring or give a queue id, "
-                                    "not both and not neither.")
-            elif row.queue_id:
-                queue = self._check(key, check_ident, row.queue_id, "Queue id")
-                targets[number] = {"queue_id": queue}
+            elif bool(row.target_id) == bool(row.agent_ids):
+                self.errors[key] = (f"{number}: tick the agents to ring or give the id of a "
+                                    "queue, prompt, group or routing plan, not both and not "
+                                    "neither.")
+            elif row.kind not in TARGET_KINDS:
+                self.errors[key] = f"{number}: choose where its calls go."
+            elif (row.ring_time or row.backup) and (row.agent_ids or row.kind != "group"):
+                self.errors[key] = (f"{number}: a group ring time and a backup routing object "
+                                    "are for a Placetel group only.")
+            elif row.target_id:
+                target = self._id_target(key, row)
+                if target is not None:
+                    targets[number] = target
             elif row.agent_ids - known:
                 self.errors[key] = f"{number}: an agent ticked there no longer exists."
             else:
@@ -254,50 +324,60 @@ def _agents() -> list[User]:
 
 
 def _preview() -> dict[str, Any] | None:
-    """Where a call from ``from`` to ``to`` would go now, and the provider's answer."""
+    """Where a call from ``from`` to ``to`` would go now, and the provider's answer; for a
+    Placetel-only decision also what the other providers do instead."""
     caller, called = request.args.get("from"), request.args.get("to")
     if caller is None and called is None:
         return None
     via = request.args.get("via", "placetel")
     via = via if via in ("placetel", "stringee") else "placetel"
     caller, called = (caller or "").strip()[:64], (called or "").strip()[:64]
-    decision = decide_for_call(
-        db.session, caller or None, called or None,
-        reachable_by="sip_peer" if via == "placetel" else "stringee_user_id",
+    full = decide_for_call(
+        db.session(), caller or None, called or None,
+        reachable_by="sip_peer" if via == "placetel" else "stringee_user_id", portable=False,
     )
+    elsewhere = full.portable()
     if via == "placetel":
+        decision = full
         answer = render_route(decision).decode()
     else:
+        decision = elsewhere
         answer = json.dumps(scco_for_decision(decision, {"from": caller, "to": called}),
                             indent=2)
-    return {"from": caller, "to": called, "via": via, "decision": decision, "answer": answer}
+    # Said whichever provider is previewed: the supervisor chose a Placetel-only target.
+    note = (f"Stringee and the mediaservice cannot: {elsewhere.reason} "
+            f"({elsewhere.action})." if full.placetel_only else None)
+    return {"from": caller, "to": called, "via": via, "decision": decision, "answer": answer,
+            "note": note}
 
 
-def _render(form: RoutingForm, agents: list[User], status: int = 200):  # type: ignore[no-untyped-def]
+def _render(form: RoutingForm, agents: list[User], status: int = 200) -> tuple[str, int]:
     return render_template(
-        "routing.html", me=current_user, form=form, agents=agents, preview=_preview(),
+        "supervisor/routing.html", me=current_user, form=form, agents=agents, preview=_preview(),
         blocked_actions=BLOCKED_ACTIONS, fallbacks=FALLBACKS, max_ring_time=MAX_RING_TIME,
+        target_kinds=TARGET_KINDS, group_ring_times=GROUP_RING_TIMES,
+        default_group_ring_time=DEFAULT_GROUP_RING_TIME,
     ), status
 
 
 @bp.route("/routing", methods=["GET", "POST"], endpoint="routing")
 @login_required
 @supervisor_required
-def routing_page():  # type: ignore[no-untyped-def]
+def routing_page() -> ResponseReturnValue:
     agents = _agents()
     if request.method == "GET":
-        return _render(RoutingForm.from_rules(load_rules(db.session), agents), agents)
+        return _render(RoutingForm.from_rules(load_rules(db.session()), agents), agents)
 
     form = RoutingForm.from_request(request.form)
     document = form.to_document(agents)
     if document is None:
         return _render(form, agents, 400)
-    before = rules_to_document(load_rules(db.session))
+    before = rules_to_document(load_rules(db.session()))
     rules = rules_from_document(document)
     db.session.commit()  # end the reads: the write below starts its own transaction
-    save_rules(db.session, rules, current_user.id)
+    save_rules(db.session(), rules, current_user.id)
     audit.record(
-        db.session, user_id=current_user.id, action="routing.update", outcome="ok",
+        db.session(), user_id=current_user.id, action="routing.update", outcome="ok",
         detail={"before": before, "after": rules_to_document(rules)},
     )
     db.session.commit()

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from desk.db import end_reads
 from desk.extensions import db
-from desk.live.changes import mark_changed
+from desk.live.changes import ALERTS, mark_changed
 from desk.live.render import board_context
 from desk.models import Alert, utcnow
 from desk.services import queries, wallboard
@@ -32,21 +33,22 @@ def counters_now(session: Any) -> wallboard.Counters:
 @bp.get("/wallboard")
 @login_required
 @supervisor_required
-def wallboard_page():  # type: ignore[no-untyped-def]
-    return render_template("wallboard.html", **board_context(db.session, current_user))
+def wallboard_page() -> str:
+    return render_template("supervisor/wallboard.html", **board_context(db.session, current_user))
 
 
 @bp.get("/wallboard/counters")
 @login_required
 @supervisor_required
-def wallboard_counters():  # type: ignore[no-untyped-def]
-    return render_template("_wallboard_counters.html", wb=counters_now(db.session), oob=False)
+def wallboard_counters() -> str:
+    return render_template("supervisor/_wallboard_counters.html", wb=counters_now(db.session),
+                           oob=False)
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")
 @login_required
 @supervisor_required
-def acknowledge_alert(alert_id: int):  # type: ignore[no-untyped-def]
+def acknowledge_alert(alert_id: int) -> ResponseReturnValue:
     end_reads(db.session)
     alert = db.session.scalars(select(Alert).where(Alert.id == alert_id)).first()
     if alert is None:
@@ -54,8 +56,9 @@ def acknowledge_alert(alert_id: int):  # type: ignore[no-untyped-def]
     if alert.acknowledged_at is None:  # a second press (or a second supervisor) changes nothing
         alert.acknowledged_at = utcnow()
         alert.acknowledged_by = current_user.id
-        mark_changed(db.session(), "alerts", 0)
+        mark_changed(db.session(), ALERTS, 0)
         db.session.commit()
     if request.headers.get("HX-Request"):
-        return render_template("_alerts.html", alerts=queries.open_alerts(db.session), oob=False)
+        return render_template("supervisor/_alerts.html",
+                               alerts=queries.open_alerts(db.session()), oob=False)
     return redirect(url_for("board.supervisor"))

@@ -1,0 +1,64 @@
+"""Who may look at which calls: the role rule, written once, as SQL and as a check.
+
+Supervisors see every call. Agents share the queue, so they see every *live* call, but only
+their own history (``Call.agent_id`` is the agent who answered). That gives two scopes:
+
+* ``visible_calls`` / ``can_see``: what a user may look at: a call's detail page, the
+  JSON API's list and single call. Own calls and every live call.
+* ``history_scope``: the history page and its CSV export, which are a person's record of
+  their calls. Own calls only: someone else's live call is on the board, not in one's
+  history.
+
+The boards (``desk.live.render``) show every live call to everyone, which ``can_see``
+allows. Acting on a call is a different, stricter rule (own calls only) that lives with
+the actions (``desk.services.actions``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, or_
+from sqlalchemy.orm import Session, scoped_session
+
+from desk.models import LIVE_STATES, Call, User
+
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def can_see(user: User, call: Call) -> bool:
+    """Whether ``user`` may look at ``call``: the check of ``visible_calls`` for one row."""
+    return user.is_supervisor or call.is_live or call.agent_id == user.id
+
+
+class CallNotFound(LookupError):
+    """There is no such call (answered 404 by ``desk.errors``)."""
+
+
+class NotVisible(PermissionError):
+    """The user may not look at this call (answered 403 by ``desk.errors``)."""
+
+
+def load_visible(session: Session | scoped_session[Session], user: User, call_id: int) -> Call:
+    """The call ``call_id`` if ``user`` may look at it; ``CallNotFound`` / ``NotVisible``."""
+    call = session.get(Call, call_id)
+    if call is None:
+        raise CallNotFound(f"There is no call {call_id}.")
+    if not can_see(user, call):
+        raise NotVisible("Agents can see live calls and their own history only.")
+    return call
+
+
+def visible_calls(user: User, query: Q) -> Q:
+    """``query`` (over ``Call``) narrowed to the calls ``can_see`` allows ``user``."""
+    if user.is_supervisor:
+        return query
+    return query.where(or_(Call.agent_id == user.id, Call.state.in_(LIVE_STATES)))
+
+
+def history_scope(user: User, query: Q) -> Q:
+    """``query`` (over ``Call``) narrowed to ``user``'s history: all for supervisors, an
+    agent's own calls otherwise."""
+    if user.is_supervisor:
+        return query
+    return query.where(Call.agent_id == user.id)

@@ -1,0 +1,1 @@
+"""Tests of the provider registry and of what every provider package declares."""

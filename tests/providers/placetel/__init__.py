@@ -1,0 +1,1 @@
+"""Tests of the Placetel provider package: parser, Call Control answers, webhook."""

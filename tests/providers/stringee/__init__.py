@@ -1,0 +1,1 @@
+"""Tests of the Stringee provider package: call events, SCCO answers, webhooks."""
