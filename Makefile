@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run tour test lint bench bench-quick serve assets deps deps-test browser clean help
+.PHONY: run tour test lint lock bench bench-quick serve assets deps deps-test browser clean help
 
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
@@ -16,17 +16,28 @@ help:
 	@echo "make tour   - retake README's screenshots (docs/tour/) from a demo desk in Chromium"
 	@echo "make serve  - the production server (gunicorn + gevent) with your DESK_ settings"
 	@echo "make bench  - benchmarks, rewrites bench/RESULTS.md (ARGS=--quick: about a minute)"
+	@echo "make lock   - recompile requirements/*.lock from pyproject.toml (ARGS=--upgrade)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Dependencies come from the hash-pinned locks in requirements/ (pip refuses any file whose
+# hash is not in the lock), then the desk itself without dependencies. `pip check` stops here
+# when pyproject.toml asks for something the lock lacks: run `make lock`.
+define install_lock
+	$(BIN)/pip install --quiet --require-hashes -r $(1)
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+		echo "$(1) does not match pyproject.toml: run make lock"; exit 1; }
+endef
+
+$(VENV)/.deps: requirements/runtime.lock pyproject.toml | $(BIN)/python
+	$(call install_lock,requirements/runtime.lock)
 	@touch $@
 
-$(VENV)/.deps-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.deps-test: requirements/test.lock pyproject.toml | $(BIN)/python
+	$(call install_lock,requirements/test.lock)
 	@touch $@ $(VENV)/.deps
 
 deps: $(VENV)/.deps
@@ -58,9 +69,10 @@ tour: deps-test assets browser
 	$(BIN)/python scripts/tour.py
 
 # The production server (README, "Production deployment"), against your DESK_ environment.
+# gunicorn.conf.py refuses more than one worker without DESK_REDIS_URL (WORKERS=1 for one).
 serve: deps assets
 	$(FLASK) db upgrade
-	$(BIN)/gunicorn -k gevent -w $${WORKERS:-2} --worker-connections 5000 \
+	$(BIN)/gunicorn -c gunicorn.conf.py -k gevent -w $${WORKERS:-2} --worker-connections 5000 \
 		-b $(HOST):$(PORT) --graceful-timeout 10 app:app
 
 lint: deps-test
@@ -73,8 +85,8 @@ test: deps-test assets browser lint
 # Full run about 12 minutes on 2 cores; `make bench ARGS=--quick` (or `make bench-quick`)
 # about a minute. Needs PostgreSQL and Redis (DESK_BENCH_POSTGRES_URL, DESK_BENCH_REDIS_URL).
 # Rewrites bench/RESULTS.md.
-$(VENV)/.deps-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+$(VENV)/.deps-bench: requirements/bench.lock pyproject.toml | $(BIN)/python
+	$(call install_lock,requirements/bench.lock)
 	@touch $@ $(VENV)/.deps $(VENV)/.deps-test
 
 bench: $(VENV)/.deps-bench assets
@@ -82,6 +94,27 @@ bench: $(VENV)/.deps-bench assets
 
 bench-quick: $(VENV)/.deps-bench assets
 	$(BIN)/python bench/run.py --quick
+
+# The locks, compiled by pip-tools from pyproject.toml with every file's hash: runtime alone
+# (what production installs), runtime + test, runtime + test + bench. Each is constrained by
+# the one before, so tests run the versions production gets. Existing pins are kept unless
+# asked: `make lock ARGS=--upgrade` (everything) or `ARGS='--upgrade-package flask'`.
+# Compiled on CPython 3.11 for Linux, the Python the desk's machines and CI run.
+PIP_TOOLS := $(VENV)/pip-tools
+COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(PIP_TOOLS)/bin/pip-compile --quiet \
+	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+$(PIP_TOOLS)/bin/pip-compile:
+	$(PYTHON) -m venv $(PIP_TOOLS)
+	$(PIP_TOOLS)/bin/pip install --quiet pip-tools==7.6.2
+
+lock: $(PIP_TOOLS)/bin/pip-compile
+	mkdir -p requirements
+	$(COMPILE) $(ARGS) -o requirements/runtime.lock pyproject.toml
+	$(COMPILE) $(ARGS) --extra test -c requirements/runtime.lock -o requirements/test.lock \
+		pyproject.toml
+	$(COMPILE) $(ARGS) --extra test --extra bench -c requirements/test.lock \
+		-o requirements/bench.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor .pytest_cache .ruff_cache

@@ -31,7 +31,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_live(app)
     register_cli(app)
+    register_security(app)  # before register_embedding: see desk.web.security
     register_embedding(app)
+    register_metrics(app)
     register_background(app)
     return app
 
@@ -44,9 +46,17 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from desk.extensions import csrf, db, htmx, hub, login_manager, sock
-    from desk.web import auth  # noqa: F401  (login loaders register on import)
+    from desk.extensions import csrf, db, htmx, hub, limiter, login_manager, sock
+    from desk.web import auth  # (login loaders register on import)
 
+    proxies = app.config["DESK_TRUSTED_PROXIES"]
+    if proxies:
+        # Only then is X-Forwarded-For believed: without a proxy that overwrites it, any
+        # client could name any address and so dodge the per-address login throttle.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        wrapped = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+        app.wsgi_app = wrapped  # type: ignore[method-assign]  # Flask's documented way
     db.init_app(app, on_commit=hub.publish)
     sock.init_app(app)
     csrf.init_app(app)
@@ -54,6 +64,18 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "board.login"
     login_manager.login_message = "Log in to see the desk."
+    app.config.update(
+        RATELIMIT_ENABLED=True,  # the one limiter outlives apps: never inherit a test's "off"
+        RATELIMIT_STORAGE_URI=app.config["DESK_REDIS_URL"] or "memory://",
+        # Desks sharing a Redis keep their own counts, as they keep their own channel; a
+        # Redis that stops answering must not hold a login for long (then: in-process).
+        RATELIMIT_STORAGE_OPTIONS={
+            "key_prefix": f"{app.config['DESK_REDIS_CHANNEL']}:limits",
+            "socket_connect_timeout": 0.5, "socket_timeout": 0.5,
+        } if app.config["DESK_REDIS_URL"] else {},
+    )
+    limiter.init_app(app)
+    app.register_error_handler(auth.RateLimitExceeded, auth.too_many_attempts)
 
     @login_manager.unauthorized_handler
     def _unauthorized() -> ResponseReturnValue:
@@ -77,12 +99,6 @@ def register_blueprints(app: Flask) -> None:
     register_errors(app)
     register_filters(app)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        from desk.extensions import hub
-
-        return {"ok": True, "boards": hub.board_count(), "redis": hub.redis_ok}
-
 
 def register_live(app: Flask) -> None:
     from desk.extensions import hub
@@ -104,18 +120,35 @@ def register_cli(app: Flask) -> None:
     register(app)
 
 
+def register_security(app: Flask) -> None:
+    from desk.web.security import register_security as register
+
+    register(app)
+
+
 def register_embedding(app: Flask) -> None:
     from desk.web.embed import register_embedding as register
 
     register(app)
 
 
+def register_metrics(app: Flask) -> None:
+    """``/healthz`` (ok or not) and, with ``DESK_METRICS_TOKEN``, ``/metrics``."""
+    from desk.metrics import register_metrics as register
+
+    register(app)
+
+
 def register_background(app: Flask) -> None:
     """The one place that starts background work: the providers' clients and consumers
-    (``desk.providers.start``) and, in demo mode, the simulators. Consumers and simulators
-    start with a server process's first request, never at import or in CLI commands."""
+    (``desk.providers.start``), the sweeper that ends calls providers forget
+    (``desk.services.sweeper``) and, in demo mode, the simulators. Consumers, the sweeper and
+    simulators start with a server process's first request, never at import or in CLI
+    commands."""
     from desk import providers
+    from desk.services import sweeper
     from desk.simulator import register_simulators
 
     providers.start(app)
+    sweeper.init_app(app)
     register_simulators(app)

@@ -3,7 +3,10 @@
 ``db upgrade`` applies the Alembic revisions in ``migrations/`` to ``DESK_DATABASE_URL``.
 ``users create`` reads the password from standard input when it is not a terminal (for
 scripts: ``echo "$PW" | flask --app app users create ann --role agent --extension 101``),
-otherwise prompts twice. ``users token`` prints a new API token once; only its hash is kept.
+otherwise prompts twice; so does ``users password``, which also ends every session of that
+user. ``users token`` prints a new API token once (only its hash is kept);
+``users revoke-tokens`` revokes all of a user's tokens. ``calls sweep`` ends the calls
+providers went silent about (``desk.services.sweeper``) once.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from desk._resources import MIGRATIONS
 from desk.extensions import current_app_object, db
-from desk.models import ROLES, ApiToken, User
+from desk.models import ROLES, ApiToken, User, utcnow
 
 db_cli = AppGroup("db", help="Database schema.")
 users_cli = AppGroup("users", help="Agents and supervisors.")
@@ -105,13 +108,43 @@ def users_create(
 @click.argument("name")
 def users_token(name: str) -> None:
     """Print a new API token for NAME (shown once; keep it somewhere safe)."""
-    user = db.session.scalars(select(User).where(User.name == name)).first()
-    if user is None:
-        raise click.ClickException(f"No user named {name!r}. See: flask --app app users list")
-    row, plain = ApiToken.issue(user)
+    row, plain = ApiToken.issue(_user_named(name))
     db.session.add(row)
     db.session.commit()
     click.echo(plain)
+
+
+def _user_named(name: str) -> User:
+    user = db.session.scalars(select(User).where(User.name == name)).first()
+    if user is None:
+        raise click.ClickException(f"No user named {name!r}. See: flask --app app users list")
+    return user
+
+
+@users_cli.command("password")
+@click.argument("name")
+def users_password(name: str) -> None:
+    """Set NAME's password (standard input or a prompt) and end all of NAME's sessions."""
+    from desk.web.auth import end_sessions
+
+    user = _user_named(name)
+    user.set_password(_password())
+    db.session.commit()
+    end_sessions(user.id)  # whoever knew the old password is logged out everywhere
+    click.echo(f"New password set for {name}; every session of {name} has ended.")
+
+
+@users_cli.command("revoke-tokens")
+@click.argument("name")
+def users_revoke_tokens(name: str) -> None:
+    """Revoke every API token of NAME (scripts and CRMs using them get 401 from now on)."""
+    user = _user_named(name)
+    revoked = len(db.session.scalars(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow()).returning(ApiToken.id)
+    ).all())
+    db.session.commit()
+    click.echo(f"Revoked {revoked} API token{'' if revoked == 1 else 's'} of {name}.")
 
 
 @users_cli.command("list")
@@ -134,9 +167,13 @@ DEMO_PASSWORD = "demo-password"
 
 @users_cli.command("demo")
 def users_demo() -> None:
-    """Create the demo users, in demo mode only and only when there are no users yet."""
+    """Create the demo users: in demo mode (DESK_DEMO=1) with no provider configured, and only
+    when there are no users yet (a desk with real providers never gets the known password)."""
     if not current_app.config["DESK_DEMO"]:
-        click.echo("Not in demo mode (a provider is configured): no demo users created.")
+        click.echo("Not in demo mode (DESK_DEMO=1 turns it on): no demo users created.")
+        return
+    if current_app.config["PROVIDERS_CONFIGURED"]:
+        click.echo("A provider is configured: no demo users created.")
         return
     if db.session.scalar(select(func.count()).select_from(User)):
         click.echo("Users exist already; no demo users created.")
@@ -200,7 +237,32 @@ def teleforge_listen() -> None:
     click.echo("Stopped.")
 
 
+calls_cli = AppGroup("calls", help="Live calls.")
+
+
+@calls_cli.command("sweep")
+def calls_sweep() -> None:
+    """Close calls their provider went silent about and expire unconfirmed actions, once.
+
+    Each server process does this every DESK_SWEEP_INTERVAL seconds; this is for a desk
+    that turned that off (DESK_SWEEP_INTERVAL=0) and sweeps from cron instead.
+    """
+    from desk.extensions import hub
+    from desk.services.sweeper import sweep
+
+    app = current_app_object()
+    with db.new_session() as session:
+        swept = sweep(session, app.config)
+    # Boards are served by other processes: hand them the changes before this one exits.
+    if (swept.closed or swept.expired) and not hub.drain(timeout=10):
+        click.echo("Warning: not every change reached the live fan-out; open boards show it "
+                   "when they next reconnect.", err=True)
+    click.echo(f"Closed {len(swept.closed)} call(s) with no end event received; cleared "
+               f"{len(swept.expired)} action(s) the provider did not confirm.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(teleforge_cli)
+    app.cli.add_command(calls_cli)

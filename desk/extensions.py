@@ -1,4 +1,5 @@
-"""Process-wide singletons: the database, websockets, CSRF, login, htmx and the live hub.
+"""Process-wide singletons: the database, websockets, CSRF, login, login throttling, htmx
+and the live hub.
 
 Created here without an app and bound in ``desk.create_app`` (the application-factory
 pattern), so every module imports the same objects and tests can build many apps. Also
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
@@ -25,6 +28,12 @@ db = Database()
 sock = Sock()
 csrf = CSRFProtect()
 login_manager = LoginManager()
+# Counts failed logins (``desk.web.auth``); no limit applies to any other route. The moving
+# window has no boundary an attacker could straddle to double the attempts. Its storage
+# (Redis or in-process) is chosen per app in ``desk.register_extensions``; when Redis stops
+# answering, counting goes on in-process (logged) rather than failing the login.
+limiter = Limiter(get_remote_address, strategy="moving-window", in_memory_fallback_enabled=True,
+                  swallow_errors=True)
 htmx = Htmx()
 hub = Hub()
 

@@ -45,13 +45,13 @@ def _int(name: str, raw: Any, minimum: int) -> int:
     return value
 
 
-# name -> (default, kind). Kinds: "str", "flag", "int:<min>".
+# name -> (default, kind). Kinds: "str", "flag", "int:<min>", "float", "rate".
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_SECRET_KEY": ("", "str"),
     "DESK_DATABASE_URL": ("", "str"),
     "DESK_REDIS_URL": ("", "str"),
     "DESK_REDIS_CHANNEL": ("desk:live", "str"),
-    "DESK_DEMO": ("", "str"),
+    "DESK_DEMO": ("0", "str"),
     "DESK_COOKIE_SECURE": ("auto", "str"),
     "DESK_PROVIDER_TIMEOUT": ("5", "float"),
     "DESK_TIMEZONE": ("UTC", "str"),
@@ -66,6 +66,20 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_BOARD_QUEUE": ("200", "int:10"),
     "DESK_MAX_BODY_BYTES": ("262144", "int:1024"),
     "DESK_LOG_LEVEL": ("INFO", "str"),
+    "DESK_METRICS_TOKEN": ("", "str"),
+    "DESK_LOGIN_LIMIT_ACCOUNT": ("5 per minute", "rate"),
+    "DESK_LOGIN_LIMIT_ADDRESS": ("20 per minute", "rate"),
+    "DESK_TRUSTED_PROXIES": ("0", "int:0"),
+    # Calls always end (desk.services.sweeper): the longest a dialling/ringing or a talking
+    # call may go without a word from its provider before the desk closes it, per-provider
+    # exceptions ("placetel:talking=3600,..."), how long an action may wait for the
+    # provider's confirmation, and how often each server process looks (0: never; run
+    # `flask --app app calls sweep` instead).
+    "DESK_MAX_SILENCE_RINGING": ("600", "int:10"),
+    "DESK_MAX_SILENCE_TALKING": ("28800", "int:10"),
+    "DESK_MAX_SILENCE_BY_PROVIDER": ("", "str"),
+    "DESK_PENDING_TIMEOUT": ("30", "int:1"),
+    "DESK_SWEEP_INTERVAL": ("30", "int:0"),
 }
 
 
@@ -80,7 +94,7 @@ def all_settings() -> dict[str, tuple[Any, str]]:
 
 
 def providers_configured(config: Mapping[str, Any]) -> bool:
-    """True when at least one real provider is configured (then demo mode is off)."""
+    """True when at least one real provider is configured (then the simulators are off)."""
     from desk.providers import REGISTRY
 
     return any(
@@ -96,6 +110,47 @@ def _float(name: str, raw: Any) -> float:
     if not 0 < value <= 600:
         raise SettingsError(f"{name} must be more than 0 and at most 600, not {value}")
     return value
+
+
+def _rate(name: str, raw: Any) -> str:
+    """A rate limit such as ``5 per minute`` (several: ``5 per minute; 30 per hour``)."""
+    from limits import parse_many
+
+    value = str(raw).strip()
+    try:
+        rates = parse_many(value)
+    except ValueError:
+        rates = []
+    if not rates or any(rate.amount < 1 for rate in rates):
+        raise SettingsError(
+            f"{name} must be a rate such as '5 per minute' (or several, separated by ';'), "
+            f"not {raw!r}"
+        )
+    return value
+
+
+SILENCE_STATES = ("dialling", "ringing", "talking")
+
+
+def silences(raw: Any, providers: Mapping[str, Any]) -> dict[str, int]:
+    """``DESK_MAX_SILENCE_BY_PROVIDER`` (``provider:state=seconds``, comma-separated) as
+    {"provider:state": seconds}."""
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    limits: dict[str, int] = {}
+    for part in str(raw or "").split(","):
+        if not part.strip():
+            continue
+        key, _, seconds = part.partition("=")
+        provider, _, state = key.strip().lower().partition(":")
+        if provider not in providers or state not in SILENCE_STATES or not seconds.strip():
+            raise SettingsError(
+                "DESK_MAX_SILENCE_BY_PROVIDER takes entries like placetel:talking=3600 "
+                f"(providers: {', '.join(providers)}; states: {', '.join(SILENCE_STATES)}), "
+                f"comma-separated, not {part.strip()!r}"
+            )
+        limits[f"{provider}:{state}"] = _int("DESK_MAX_SILENCE_BY_PROVIDER", seconds, 10)
+    return limits
 
 
 def load_settings(
@@ -118,15 +173,15 @@ def load_settings(
             config[name] = _int(name, value, int(kind.split(":", 1)[1]))
         elif kind == "float":
             config[name] = _float(name, value)
+        elif kind == "rate":
+            config[name] = _rate(name, value)
         else:
             config[name] = str(value).strip() if isinstance(value, str) else value
 
-    # Demo mode: explicit DESK_DEMO wins; otherwise on when no provider is configured.
-    demo_raw = config["DESK_DEMO"]
-    if demo_raw in ("", None):
-        config["DESK_DEMO"] = not providers_configured(config)
-    else:
-        config["DESK_DEMO"] = flag("DESK_DEMO", demo_raw)
+    # Demo mode only when asked for (`make run` asks): a desk started any other way is a
+    # production desk, even before its first provider is configured, so a forgotten setting
+    # never leaves webhooks open or demo logins about.
+    config["DESK_DEMO"] = flag("DESK_DEMO", config["DESK_DEMO"])
 
     testing = bool(overrides.get("TESTING"))
     if not config["DESK_SECRET_KEY"]:
@@ -164,15 +219,24 @@ def load_settings(
                 f"optional port; no path, no '*'), not {origin!r}"
             )
     config["DESK_EMBED_ORIGINS"] = origins
-    # Simulated demo traffic: explicit DESK_SIMULATE wins; otherwise on in demo mode only,
-    # and never when a provider is configured.
-    simulate = config["DESK_SIMULATE"]
-    config["DESK_SIMULATE"] = (
-        config["DESK_DEMO"] if simulate in ("", None) else flag("DESK_SIMULATE", simulate)
-    ) and not providers_configured(config)
-    config["DESK_WS_COMPRESSION"] = flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
     from desk.providers import REGISTRY
 
+    # Simulated demo traffic: in demo mode only (on unless DESK_SIMULATE turns it off), and
+    # never when a provider is configured, whatever DESK_SIMULATE says.
+    simulate = config["DESK_SIMULATE"]
+    wanted = True if simulate in ("", None) else flag("DESK_SIMULATE", simulate)
+    configured = providers_configured(config)
+    config["DESK_SIMULATE"] = wanted and config["DESK_DEMO"] and not configured
+    # Derived, not settings: the supervisor board warns a production desk that has no provider
+    # yet, naming the setting that configures each one.
+    config["PROVIDERS_CONFIGURED"] = configured
+    config["PROVIDER_SETTINGS"] = [
+        (provider.title, provider.configured_by[0])
+        for provider in REGISTRY.values() if provider.configured_by
+    ]
+    config["DESK_WS_COMPRESSION"] = flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
+    config["DESK_MAX_SILENCE_BY_PROVIDER"] = silences(config["DESK_MAX_SILENCE_BY_PROVIDER"],
+                                                      REGISTRY)
     for provider in REGISTRY.values():
         if provider.check_settings is not None:
             provider.check_settings(config)

@@ -6,8 +6,9 @@ follow an action back to the desk over HTTP, signed with the provider's own key:
 hangupcall (or hangupcalljwt) → callEvent calledPartyDrop + sessionCompleted;
 splitconnection → one callEvent per participant; stoprecording → recordingReady. With no
 ``desk_url`` it sends no callbacks (a test that only looks at the requests). ``mode`` makes it
-refuse (``success: false``), hang past the desk's timeout, or answer 500. Several stand-ins
-can play one deployment's hybrid sites (``siteBaseUrl``).
+refuse (``success: false``), hang past the desk's timeout, or answer 500; ``playback_url``
+makes its recording URL point elsewhere. Several stand-ins can play one deployment's hybrid
+sites (``siteBaseUrl``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class StandIn:
     connection_id: str = "da9ce5c0-c787-11eb-a47c-c9c4e460ef16"
     session_id: str = ""
     slow_seconds: float = 6.0
+    playback_url: str | None = None  # what promptfile/{name}/url answers; None: its own /files/
 
     def __post_init__(self) -> None:
         standin = self
@@ -120,7 +122,8 @@ class StandIn:
         endpoint = h.path.split("/", 2)[2] if h.path.count("/") >= 2 else ""
         if endpoint.startswith("promptfile/") and endpoint.endswith("/url"):
             name = endpoint.split("/")[1]
-            self._reply(h, 200, {"success": True, "url": f"{self.url}/files/{name}"})
+            url = self.playback_url or f"{self.url}/files/{name}"
+            self._reply(h, 200, {"success": True, "url": url})
             return
         follow = {
             "hangupcall": self._after_hangup,
@@ -163,8 +166,10 @@ class StandIn:
 
     # -- callbacks to the desk -----------------------------------------------------------
     def sign(self) -> str:
+        """A fresh callback token: iat now, exp, a unique jti (the desk takes each once)."""
         now = int(time.time())
-        return jwt.encode({"iss": "mediaservice", "iat": now, "exp": now + 60},
+        return jwt.encode({"iss": "mediaservice", "iat": now, "exp": now + 60,
+                           "jti": uuid.uuid4().hex},
                           self.provider_private_key, algorithm="RS256")
 
     def callback(self, name: str, body: dict[str, Any], signed: bool = True) -> requests.Response:

@@ -105,9 +105,9 @@ def running_desk(env: dict[str, str], password: str, workers: int = 1) -> Iterat
 class LiveServer:
     """``gunicorn -k gevent app:app`` on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], workers: int = 1, port: int | None = None) -> None:
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a restart where boards reconnect
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(

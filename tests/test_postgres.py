@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, func, select
 from desk.models import Call, Delivery
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer, desk_env, recv_until, running_desk
-from tests.services import fresh_postgres_database
+from tests.services import fresh_postgres_database, shared_redis_url
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(pg_url: str) -> Iterator[LiveServer]:
-    env = desk_env(pg_url)
+    # Two workers need Redis (gunicorn.conf.py refuses them without): a channel of its own.
+    env = desk_env(pg_url, DESK_REDIS_URL=shared_redis_url(),
+                   DESK_REDIS_CHANNEL=f"desk:test:pg:{pg_url.rsplit('/', 1)[-1]}")
     with running_desk(env, PASSWORD, workers=2) as live:
         yield live
 
@@ -33,8 +35,7 @@ def test_webhook_to_board_on_postgres(server: LiveServer) -> None:
         server.placetel(event="IncomingCall", call_id="pg-1", **{"from": "0301"}, to="0221")
         server.placetel(event="CallAccepted", call_id="pg-1", peer="777ann@fpbx.de")
         server.placetel(event="HungUp", call_id="pg-1", type="accepted", duration="5")
-        # With two workers and no Redis, this board sees what its own worker applied; the
-        # snapshot on reconnect is complete either way:
+        # Whichever worker took the webhooks, the snapshot on reconnect is complete:
     with server.board(server.login("ann", PASSWORD)) as board:
         snapshot = board.recv(timeout=5)
         assert 'data-state="ended"' in snapshot and "0301" in snapshot

@@ -79,3 +79,26 @@ def test_redis_outage_keeps_local_boards_live_warns_and_recovers(tmp_path: Path)
     finally:
         server.stop()
         redis_server.stop()
+
+
+@pytest.mark.redis
+def test_a_processs_very_first_change_reaches_the_other_processes_boards(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    """b commits nothing before the webhook, so the webhook's change is the first b ever
+    publishes: it is handed to Redis even before b's own subscriber has connected."""
+    import redis
+
+    a, b = two_servers
+    with a.board(a.login("sue", PASSWORD)) as on_a:
+        on_a.recv(timeout=5)
+        client = redis.Redis.from_url(shared_redis_url())
+        channel = a.env["DESK_REDIS_CHANNEL"]
+        deadline = time.monotonic() + 10  # a's subscriber is listening before b publishes
+        while dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) < 1:
+            assert time.monotonic() < deadline, "a's subscriber never subscribed"
+            time.sleep(0.05)
+        client.close()
+        assert b.placetel(event="IncomingCall", call_id="first", **{"from": "0601"},
+                          to="0221").ok
+        assert "0601" in recv_until(on_a, 'data-state="ringing"', timeout=10)

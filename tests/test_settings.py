@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from desk.settings import SettingsError, load_settings
@@ -14,11 +16,30 @@ def test_secret_key_is_required_outside_demo_mode() -> None:
     assert load_settings(environ={**env, "DESK_SECRET_KEY": "k"})["SECRET_KEY"] == "k"
 
 
-def test_demo_mode_is_the_default_without_providers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    config = load_settings(environ={}, instance_path=tmp_path)
-    assert config["DESK_DEMO"] is True
+def test_without_providers_the_desk_is_still_a_production_desk(tmp_path: Path) -> None:
+    # No provider configured no longer means demo: the secret key is required, and nothing
+    # simulated runs even when DESK_SIMULATE asks for it.
+    with pytest.raises(SettingsError, match="DESK_SECRET_KEY is required"):
+        load_settings(environ={}, instance_path=tmp_path)
+    config = load_settings(environ={"DESK_SECRET_KEY": "k", "DESK_SIMULATE": "1"},
+                           instance_path=tmp_path)
+    assert config["DESK_DEMO"] is False and config["DESK_SIMULATE"] is False
+    assert config["PROVIDERS_CONFIGURED"] is False
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert ("Placetel", "DESK_PLACETEL_USER") in config["PROVIDER_SETTINGS"]
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on", " ON "])
+def test_demo_mode_only_when_asked_for(tmp_path: Path, value: str) -> None:
+    config = load_settings(environ={"DESK_DEMO": value}, instance_path=tmp_path)
+    assert config["DESK_DEMO"] is True and config["DESK_SIMULATE"] is True
     assert config["DESK_DATABASE_URL"] == f"sqlite:///{tmp_path / 'desk.sqlite3'}"
     assert config["SESSION_COOKIE_SECURE"] is False
+    with_provider = load_settings(
+        environ={"DESK_DEMO": value, "DESK_STRINGEE_TOKEN": "t"}, instance_path=tmp_path
+    )
+    assert with_provider["DESK_DEMO"] is True and with_provider["DESK_SIMULATE"] is False
+    assert with_provider["PROVIDERS_CONFIGURED"] is True
 
 
 def test_production_cookies_are_secure() -> None:

@@ -1,8 +1,9 @@
-"""``/api/v1/calls/<id>/hangup|split|recording``: the call buttons for scripts and CRMs.
+"""``/api/v1/calls/<id>/hangup|split|recording|close``: the call buttons for scripts and CRMs.
 
 202 with the call when the provider accepted (its callback confirms later: watch the
 call's ``pending_action`` clear), 502/504 with the provider's refusal or a timeout, 4xx when
-the desk refuses (not your call, wrong state, already pending).
+the desk refuses (not your call, wrong state, already pending). ``close`` (supervisors) asks
+no provider: 200 with the ended call.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def api_split(call_id: int) -> ResponseReturnValue:
     return _run(lambda: actions.split(*_who(call_id), target, current_app.config))
 
 
+@bp.post("/calls/<int:call_id>/close")
+def api_close(call_id: int) -> ResponseReturnValue:
+    try:
+        outcome = actions.close(*_who(call_id))
+    except actions.ActionRefused as exc:
+        abort(exc.status, exc.message)
+    return jsonify(outcome.call.to_json())
+
+
 @bp.post("/calls/<int:call_id>/recording")
 def api_record(call_id: int) -> ResponseReturnValue:
     return _run(lambda: actions.start_recording(*_who(call_id), current_app.config))
@@ -109,6 +119,20 @@ PATHS: dict[str, Any] = {
         "dropped. Without a target the caller goes back through the routing policy.",
         {"type": "object", "properties": {"target": {
             "type": "string", "description": "number, extension or sip: URI"}}})},
+    "/calls/{call_id}/close": {"post": {
+        "summary": "Close a call on the desk",
+        "description": "Supervisors only, any live call of any provider: the desk ends the call "
+                       "itself (end_cause `closed_by_supervisor`), for a call whose provider will "
+                       "not report its end. The provider is not asked; audited.",
+        "parameters": [{"name": "call_id", "in": "path", "required": True,
+                        "schema": {"type": "integer"}}],
+        "responses": {
+            "200": {"description": "The call, ended",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Call"}}}},
+            "401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR,
+        },
+    }},
     "/calls/{call_id}/recording": {
         "post": _action("Start recording", "The row shows recording pending → on."),
         "delete": _action("Stop recording",

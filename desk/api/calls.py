@@ -1,4 +1,9 @@
-"""``/api/v1/calls``: live calls, call history with filters and paging, one call."""
+"""``/api/v1/calls``: live calls, call history with filters and paging, one call.
+
+Query parameters are checked before any query runs and a bad one is answered 400 naming
+it: ``limit`` and ``before`` are ASCII whole numbers in range (``before`` up to the largest
+id, ``desk.errors.MAX_ID``), ``since``/``until`` ISO 8601 times that exist in UTC too.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from sqlalchemy import select
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR, param
+from desk.errors import MAX_ID, whole_number
 from desk.extensions import db
 from desk.models import LIVE_STATES, Call, User
 from desk.services import queries
@@ -25,18 +31,24 @@ def _when(name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        # Stored times are UTC: 9999-12-31T23:59:59-23:00 parses, but is past year 9999 there.
+        return value.astimezone(UTC)
     except ValueError:
         abort(400, f"'{name}' must be an ISO 8601 date or time, e.g. 2026-11-22T08:00:00Z.")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        abort(400, f"'{name}' is out of range: it must be a time between the years 1 and 9999 "
+                   "in UTC.")
 
 
 def _int(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        abort(400, f"'{name}' must be a whole number from {low} to {high}.")
-    return int(raw)
+    value = whole_number(raw, low, high)
+    if value is None:
+        abort(400, f"'{name}' must be a whole number from {low} to {high}, not {raw[:20]!r}.")
+    return value
 
 
 @bp.get("/calls")
@@ -45,7 +57,7 @@ def list_calls() -> Response:
     if state not in ("live", "ended", "all"):
         abort(400, "'state' must be live, ended or all.")
     limit = _int("limit", 50, 1, MAX_LIMIT)
-    before = _int("before", 0, 0, 2**62)
+    before = _int("before", 0, 0, MAX_ID)
     query = select(Call)
     if state == "live":
         query = query.where(Call.state.in_(LIVE_STATES))
@@ -98,7 +110,7 @@ PATHS: dict[str, Any] = {
                 param("limit", "page size, 1 to 200 (default 50)",
                        {"type": "integer", "minimum": 1, "maximum": 200}),
                 param("before", "only calls with a smaller id (paging)",
-                       {"type": "integer", "minimum": 0}),
+                       {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
             ],
             "responses": {
                 "200": {
@@ -120,7 +132,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "One call",
             "parameters": [{"name": "call_id", "in": "path", "required": True,
-                            "schema": {"type": "integer"}}],
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
             "responses": {
                 "200": {"description": "The call", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Call"}}}},

@@ -2,8 +2,9 @@
 
 The body is JSON ``{"callee", "outbound_id", "reference"?, "agent"?}``. Agents dial from
 their own extension; a supervisor's token may name any ``agent``. A retry is safe when it
-carries the same ``reference`` (or ``Idempotency-Key`` header): the second request places
-no call and answers 409 with the first call. Errors say which field and why, and whether
+carries the same ``reference`` (or ``Idempotency-Key`` header, which is per user): the second
+request places no call and answers 409 with the first call (left out when it is a call the
+caller may not see, ``desk.services.visibility``). Errors say which field and why, and whether
 Teleforge may have placed the call anyway (``may_have_dialled``); nothing is retried.
 """
 
@@ -46,8 +47,9 @@ def post_dial() -> Response:
                    f"expected {', '.join(dial.FIELDS)}.")
     values = {name: _field(body, name) for name in dial.FIELDS}
     key = request.headers.get("Idempotency-Key", "").strip()
-    attempt = hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
     user = db.session.get_one(User, current_user.id)
+    # Keys are the caller's own: two CRMs that both send "1" must not collide with each other.
+    attempt = hashlib.sha256(f"{user.id}:{key}".encode()).hexdigest()[:32] if key else None
     try:
         outcome = dial.place_call(
             db.session(), teleforge_client.client_for(current_app_object()),

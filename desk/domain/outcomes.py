@@ -39,8 +39,10 @@ OUTCOMES = (
 
 REFUSED_CAUSES = ("blocked", "rejected")
 """Inbound calls refused on purpose: neither offered nor missed on the wallboard."""
-NOT_ABANDONED_CAUSES = ("voicemail",)
-"""Unanswered, but handed somewhere by the desk rather than given up by the caller."""
+NOT_ABANDONED_CAUSES = ("voicemail", "no_end_event", "closed_by_supervisor")
+"""Unanswered, but handed somewhere by the desk, or closed by it (``desk.services.sweeper``:
+no end event came, or a supervisor closed it) rather than given up by the caller. Such a
+call keeps the outcome its answer time gives (answered or missed); its page says why."""
 
 
 def outcome_of(

@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ class Board:
 Renderer = Callable[[Changes, set[str]], Fragments]
 """Renders changes for the roles that have boards in this process ("agent", "supervisor")."""
 
+BatchObserver = Callable[[int, float], None]
+"""Told after each delivered batch: how many committed changes it merged, and the seconds
+from the oldest one's hand-over (``publish`` or a Redis message) to every board's outbox."""
+
 
 class Hub:
     """Process-wide registry of open boards plus the fan-out machinery."""
@@ -93,7 +98,8 @@ class Hub:
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.boards: set[Board] = set()
         self._boards_lock = threading.Lock()
-        self._jobs: queue.Queue[tuple[Changes, bool]] = queue.Queue()
+        # (changes, committed in this process, time.monotonic() when handed over)
+        self._jobs: queue.Queue[tuple[Changes, bool, float]] = queue.Queue()
         self._renderer: Renderer | None = None
         self._status_renderer: Callable[[], Fragments] | None = None
         self._started = False
@@ -103,8 +109,16 @@ class Hub:
         self.channel = "desk:live"
         self.redis_ok: bool | None = None  # None: not configured
         self.redis_error = ""
+        # The subscriber lost Redis and has not reconnected yet (not merely "not connected
+        # yet"): while it holds, publishing is skipped instead of stalling on every change.
+        self._redis_down = False
         self._publisher: Any = None
         self.delivered = 0  # messages handed to outboxes (for metrics and tests)
+        self.on_batch: BatchObserver | None = None  # desk.metrics watches the dispatcher
+        self._batch: tuple[int, float | None] = (0, None)  # the batch being delivered
+        # Jobs handed to the dispatcher and not yet done with (``drain`` waits for none).
+        self._unfinished = 0
+        self._idle = threading.Condition()
 
     # -- configuration -----------------------------------------------------------------
     def configure(
@@ -141,7 +155,19 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
-        self._jobs.put(({}, False))
+        self._put(({}, False, time.monotonic()))
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every change handed over so far is delivered and published; False
+        if ``timeout`` seconds pass first. For a short-lived process (a CLI command) whose
+        changes must reach the other processes' boards before it exits."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._unfinished <= 0, timeout)
+
+    def _put(self, job: tuple[Changes, bool, float]) -> None:
+        with self._idle:
+            self._unfinished += 1
+        self._jobs.put(job)
 
     # -- boards --------------------------------------------------------------------------
     def register(self, board: Board) -> None:
@@ -156,25 +182,54 @@ class Hub:
     def board_count(self) -> int:
         return len(self.boards)
 
+    def queue_depth(self) -> int:
+        """Committed changes waiting for the dispatcher (a steady rise: rendering lags)."""
+        return self._jobs.qsize()
+
+    def largest_backlog(self) -> int:
+        """Updates waiting in the fullest board's outbox (a slow browser or network)."""
+        with self._boards_lock:
+            boards = list(self.boards)
+        return max((board.outbox.qsize() for board in boards), default=0)
+
     # -- publishing ----------------------------------------------------------------------
     def publish(self, changes: Changes) -> None:
         """Hand committed changes to the dispatcher; returns at once."""
         if not changes:
             return
         self.ensure_started()
-        self._jobs.put(({k: set(v) for k, v in changes.items()}, True))
+        self._put(({k: set(v) for k, v in changes.items()}, True, time.monotonic()))
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
             everything, local = self._next_batch()
-            if local and self.redis_url:
-                self._publish_redis(local)  # ids only: other processes render for their boards
-            if not everything:
-                continue
             try:
-                self.deliver(everything)
-            except Exception:
-                log.exception("rendering a live update failed; boards will catch up on reconnect")
+                self._dispatch(everything, local)
+            finally:
+                with self._idle:
+                    self._unfinished -= self._batch[0]
+                    self._idle.notify_all()
+
+    def _dispatch(self, everything: Changes, local: Changes) -> None:
+        if local and self.redis_url:
+            self._publish_redis(local)  # ids only: other processes render for their boards
+        if not everything:
+            return
+        try:
+            self.deliver(everything)
+        except Exception:
+            log.exception("rendering a live update failed; boards will catch up on reconnect")
+            return
+        self._observe_batch()
+
+    def _observe_batch(self) -> None:
+        jobs, oldest = self._batch
+        if self.on_batch is None or oldest is None:
+            return
+        try:
+            self.on_batch(jobs, time.monotonic() - oldest)
+        except Exception:  # counting must never stop the fan-out
+            log.exception("observing a live batch failed")
 
     def _next_batch(self) -> tuple[Changes, Changes]:
         """Wait for a change, then take everything else already queued with it.
@@ -187,8 +242,12 @@ class Hub:
         everything: Changes = {}
         local: Changes = {}
         job = self._jobs.get()
+        taken, oldest = 0, None
         for _ in range(BATCH_JOBS):
-            changes, local_origin = job
+            changes, local_origin, *queued_at = job  # (a job put by hand may have no time)
+            taken += 1
+            if queued_at and (oldest is None or queued_at[0] < oldest):
+                oldest = queued_at[0]
             for kind, ids in changes.items():
                 everything.setdefault(kind, set()).update(ids)
                 if local_origin:
@@ -197,6 +256,7 @@ class Hub:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
+        self._batch = (taken, oldest)
         return everything, local
 
     def deliver(self, changes: Changes) -> None:
@@ -259,18 +319,29 @@ class Hub:
         )
 
     def _publish_redis(self, changes: Changes) -> None:
-        if self.redis_ok is False and self._publisher is None:
-            return  # the subscriber reconnects and resyncs boards; don't stall on each publish
+        # Skipped only while the subscriber knows Redis is down: it resyncs boards when it
+        # is back, and each publish must not stall on a dead server meanwhile. Not skipped
+        # before the subscriber's first connection (``redis_ok`` still False from
+        # ``configure``): a process's first change is often committed before then.
+        if self._redis_down and self._publisher is None:
+            return
         message = json.dumps(
             {"origin": self.origin, "changes": {k: sorted(v) for k, v in changes.items()}}
         )
         try:
-            if self._publisher is None:
-                self._publisher = self._redis_client()
-            self._publisher.publish(self.channel, message)
+            # A local reference: the subscriber resets ``_publisher`` when it (re)connects.
+            publisher = self._publisher
+            if publisher is None:
+                publisher = self._publisher = self._redis_client()
+            publisher.publish(self.channel, message)
         except Exception as exc:
+            # This change missed the other processes: say so. The next change tries again
+            # with a new connection (and clears the warning when it gets through).
             self._publisher = None
-            self._set_redis(False, str(exc))
+            self._set_redis(False, str(exc) or exc.__class__.__name__)
+            return
+        if self.redis_ok is False and not self._redis_down:
+            self._set_redis(True)
 
     def _subscribe_loop(self) -> None:
         import redis
@@ -287,6 +358,7 @@ class Hub:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
                 self._publisher = None  # reconnect the publisher too
+                self._redis_down = False
                 self._set_redis(True)
                 if not first:
                     self.resync_all()  # what was published meanwhile is lost: reload boards
@@ -296,6 +368,7 @@ class Hub:
                     if message and message.get("type") == "message":
                         self._on_redis_message(message["data"])
             except (redis.RedisError, OSError) as exc:
+                self._redis_down = True
                 self._set_redis(False, str(exc) or exc.__class__.__name__)
                 first = False
                 self._stop.wait(backoff)
@@ -314,7 +387,7 @@ class Hub:
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring a malformed live message from Redis: %.200r", data)
             return
-        self._jobs.put((changes, False))
+        self._put((changes, False, time.monotonic()))
 
 
 def _safe_url(url: str) -> str:

@@ -3,6 +3,8 @@
 A call row is the same ``_call_row.html`` the page renders; in a push it carries
 ``hx-swap-oob`` and ``data-section`` (where it belongs), and ``static/board/desk.js`` moves it
 there when the section changed or the row is new. See ``desk.live.hub`` for audiences.
+Every board, its snapshot and its pushes show what ``desk.services.visibility`` lets its
+viewer see, and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from desk.live.changes import AGENTS, ALERTS, CALLS, Changes
 from desk.live.hub import Fragments
 from desk.models import Call, User
 from desk.services import queries, wallboard
+from desk.services.visibility import shared_with_agents
 
 
 def agent_section(call: Call, viewer_id: int | None) -> str:
@@ -35,25 +38,34 @@ def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
                            may_act=may_act, oob=oob)
 
 
+def _removed(call: Call) -> str:
+    """Takes the call's row off a board that may no longer show it (htmx deletes the
+    element with this id; a board that never had the row ignores it)."""
+    return f'<article id="call-{call.id}" hx-swap-oob="delete"></article>'
+
+
 def call_fragments(
     call: Call, roles: Set[str] = frozenset({"agent", "supervisor"})
 ) -> Fragments:
     """The renderings of one call: for supervisors, its agent, and every other agent.
 
-    Supervisors may act on any call, an agent on its own; nobody else sees buttons. Only
-    the ``roles`` that have boards open are rendered for.
+    Supervisors may act on any call, an agent on its own; nobody else sees buttons. The
+    other agents get the row only while ``shared_with_agents`` allows it: when another
+    agent's call ends, its row leaves their boards instead of moving to *Recently ended*.
+    Only the ``roles`` that have boards open are rendered for.
     """
     fragments: Fragments = []
     if "supervisor" in roles:
         fragments.append(("supervisor", _row(call, supervisor_section(call), may_act=True)))
     if "agent" not in roles:
         return fragments
+    others = "agents"
     if call.agent_id is not None:
         fragments.append((f"agent:{call.agent_id}",
                           _row(call, agent_section(call, call.agent_id), own=True, may_act=True)))
-        fragments.append((f"others:{call.agent_id}", _row(call, agent_section(call, None))))
-    else:
-        fragments.append(("agents", _row(call, agent_section(call, None))))
+        others = f"others:{call.agent_id}"
+    shared = shared_with_agents(call)
+    fragments.append((others, _row(call, agent_section(call, None)) if shared else _removed(call)))
     return fragments
 
 
@@ -117,7 +129,7 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
     live = queries.live_calls(session)
     context: dict[str, Any] = {
         "me": user,
-        "ended": queries.recent_ended(session, limit),
+        "ended": queries.recent_ended(session, limit, user),
         "counts": queries.state_counts(session),
         "ended_shown": limit,
         "hub": hub,

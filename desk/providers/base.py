@@ -35,7 +35,7 @@ class Provider:
     settings: Mapping[str, Setting]
     """The ``DESK_`` settings this provider reads, with their defaults and kinds."""
     configured_by: tuple[str, ...] = ()
-    """Any of these settings set means the provider is configured (and demo mode is off)."""
+    """Any of these settings set means the provider is configured (and the simulators are off)."""
     webhooks: tuple[str, ...] = ()
     """The routes it serves, as "METHOD /path", for README and the registry's test."""
     capabilities: frozenset[str] = frozenset()

@@ -7,12 +7,18 @@ One function per action, shared by the board's buttons and the JSON API. Each on
 2. has the call's provider prepare the request (its actions module, below), which may
    refuse because the provider cannot act on this call yet (``NotPossible``, audited);
 3. claims the call's ``pending_action`` with a conditional UPDATE and commits, so every
-   board shows "pending" at once and a double click (or two tabs) sends one request;
+   board shows "pending" at once and a double click (or two tabs) sends one request.
+   Hang up is never blocked by another pending action: it supersedes a pending split,
+   drop or recording (only a second hang up is refused);
 4. sends the request (with a timeout, in the provider's client);
 5. writes the audit entry with the provider's answer and either keeps "pending" (the
    provider's own callback confirms and clears it) or, when the provider refused, timed out
    or was unreachable (``ProviderFailure``), clears it and leaves ``action_error`` on the
-   row — nothing else on the board changes.
+   row — nothing else on the board changes. An action the provider never confirms is
+   cleared by ``desk.services.sweeper`` after ``DESK_PENDING_TIMEOUT``.
+
+``close`` is the supervisor's **Close call**: for a call whose provider will not say it
+ended, the desk ends it itself (``desk.services.sweeper.close``); no provider is asked.
 
 Which buttons a provider offers comes from the registry (``desk.providers.capabilities``).
 The provider's actions module (``Provider.actions``) implements them, reading its settings
@@ -32,16 +38,18 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NoReturn, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from desk import providers
 from desk.db import end_reads
 from desk.live.changes import CALLS, mark_changed
 from desk.models import Call, User, utcnow
-from desk.services import audit
+from desk.services import audit, sweeper
 
 PARTIES = ("caller", "agent")
+PENDING = ("hangup", "drop", "split", "record", "stop-record")
 _TARGET = re.compile(r"^(sips?:)?[A-Za-z0-9+._~*#-]{1,64}(@[A-Za-z0-9.-]{1,190})?$")
 
 
@@ -133,13 +141,18 @@ def _load(session: Session, user: User, call_id: int) -> Call:
     return call
 
 
-def _claim(session: Session, call: Call, action: str, **values: Any) -> None:
-    """Mark ``action`` pending unless something else is; commit so boards show it."""
+def _claim(session: Session, call: Call, action: str, supersedes: tuple[str, ...] = (),
+           **values: Any) -> None:
+    """Mark ``action`` pending unless something else is (other than the actions it
+    ``supersedes``); commit so boards show it."""
     end_reads(session)
+    free: ColumnElement[bool] = Call.pending_action.is_(None)
+    if supersedes:
+        free = or_(free, Call.pending_action.in_(supersedes))
     # Session.execute is typed for SELECTs; an UPDATE's result is a CursorResult.
     claimed = cast(CursorResult[Any], session.execute(
         update(Call)
-        .where(Call.id == call.id, Call.pending_action.is_(None))
+        .where(Call.id == call.id, free)
         .values(pending_action=action, pending_since=utcnow(), action_error=None, **values)
     ))
     if not claimed.rowcount:
@@ -170,8 +183,13 @@ def _finish(session: Session, user: User, call: Call, action: str, detail: Any,
     else:
         values = confirmed
         outcome, message, ok, provider_answer = "ok", "", True, answer
+    values = dict(values)
+    clear = "pending_action" in values and values.pop("pending_action") is None
     if values:
         session.execute(update(Call).where(Call.id == call.id).values(**values))
+    if clear:  # unless a hang up superseded this action meanwhile: that one stays pending
+        session.execute(update(Call).where(Call.id == call.id, Call.pending_action == action)
+                        .values(pending_action=None))
     audit.record(session, user_id=user.id, action=action, outcome=outcome, call_id=call.id,
                  detail=detail, provider_answer=provider_answer)
     mark_changed(session, CALLS, call.id)
@@ -207,7 +225,9 @@ def hangup(session: Session, user: User, call_id: int, config: Mapping[str, Any]
         _refuse(session, user, call, "hangup",
                 f"This {call.state} call cannot be hung up from the desk.")
     request = _prepare(session, user, call, "hangup", lambda m: m.hangup(call, config))
-    _claim(session, call, "hangup", **request.values)
+    # A pending split, drop or recording does not stand in the way; a pending hang up does.
+    _claim(session, call, "hangup", supersedes=tuple(a for a in PENDING if a != "hangup"),
+           **request.values)
     return _finish(session, user, call, "hangup", dict(request.detail), request.send,
                    confirmed={}, failed={})
 
@@ -274,6 +294,21 @@ def stop_recording(session: Session, user: User, call_id: int,
                    {"recordingFileName": call.recording_file_name, **request.detail},
                    request.send, confirmed={"pending_action": None},
                    failed={"recording_state": "on"})
+
+
+def close(session: Session, user: User, call_id: int) -> Outcome:
+    """Supervisors: end a live call on the desk (its provider will not say it ended)."""
+    if not user.is_supervisor:
+        raise ActionRefused("Only supervisors can close a call on the desk.", status=403)
+    call = _load(session, user, call_id)
+    if not call.is_live:
+        _refuse(session, user, call, "close", "This call has ended already.")
+    closed = sweeper.close(session, call.id, end_cause=sweeper.CLOSED_CAUSE, action="close",
+                           user_id=user.id)
+    if closed is None:  # ended between the look and the lock
+        session.refresh(call)
+        _refuse(session, user, call, "close", "This call has ended already.")
+    return Outcome(closed, True, "")
 
 
 def recording_url(session: Session, user: User, call_id: int,

@@ -41,6 +41,7 @@ from desk.providers.teleforge.rules import (
     validate_dial,
 )
 from desk.services import audit, ingest
+from desk.services.visibility import can_see
 
 FIELDS = ("agent", "callee", "outbound_id", "reference")
 # A form's one-time token: it becomes the generated reference, so a double submit collides.
@@ -49,7 +50,8 @@ _ATTEMPT = re.compile(r"[A-Za-z0-9]{16,64}")
 
 class DialRefused(Exception):
     """The desk will not place this dial. ``status`` is the HTTP status to answer with,
-    ``errors`` the messages by field (empty when the problem is not one field's)."""
+    ``errors`` the messages by field (empty when the problem is not one field's), ``call``
+    the call a duplicate dial already made, when the user may see it (``can_see``)."""
 
     def __init__(
         self,
@@ -200,6 +202,8 @@ def place_call(
             select(Call).where(Call.provider == PROVIDER,
                                Call.provider_call_id == request.reference)
         ).first()
+        if existing is not None and not can_see(user, existing):
+            existing = None  # another agent's ended call: its number is not this user's to see
         if generated:
             message = (
                 f"This dial was sent already (call to {existing.to_number if existing else '?'}"

@@ -11,6 +11,10 @@ tested with Hypothesis:
   duplication of a call's events ends in the same row as the clean order.
 
 Changed call ids are marked on the session and published to boards only after the commit.
+
+The log keeps whatever came, also what no parser understood: text fields pass through
+``storable`` (NUL written as ``\\x00``, which PostgreSQL could not store) and are cut to
+their columns' sizes, so recording a rejected delivery cannot itself fail.
 """
 
 from __future__ import annotations
@@ -75,16 +79,31 @@ def _call_for(session: Session, event: CallEvent) -> Call:
     return call
 
 
+def storable(text: str) -> str:
+    """``text`` as the database can keep it: NUL, which PostgreSQL refuses in text, as the
+    four characters ``\\x00``."""
+    return text.replace("\x00", "\\x00")
+
+
+def _fit(text: object, size: int) -> str | None:
+    """A log field escaped and cut to its column (``size`` characters), or None."""
+    return storable(str(text))[:size] if text is not None else None
+
+
 def _log(
     provider: str, parsed: Parsed | None, payload: str, content_type: str | None, **fields: object
 ) -> Delivery:
+    kind = parsed.kind if parsed else fields.pop("kind", None)
+    call_ref = parsed.provider_call_id if parsed else fields.pop("call_ref", None)
+    if isinstance(fields.get("error"), str):
+        fields["error"] = storable(str(fields["error"]))
     return Delivery(
         provider=provider,
-        kind=parsed.kind if parsed else fields.pop("kind", None),
-        provider_call_id=parsed.provider_call_id if parsed else fields.pop("call_ref", None),
+        kind=_fit(kind, 64),
+        provider_call_id=_fit(call_ref, 255),
         dedupe_key=parsed.dedupe_key if parsed else None,
-        content_type=content_type,
-        payload=payload,
+        content_type=_fit(content_type, 255),
+        payload=storable(payload),
         received_at=utcnow(),
         **fields,
     )
@@ -168,7 +187,7 @@ def record_rejected(
             _log(
                 provider, None, payload, content_type,
                 status="rejected", error=error,
-                kind=kind[:64] if kind else None, call_ref=call_ref[:255] if call_ref else None,
+                kind=kind or None, call_ref=call_ref or None,  # _log escapes and cuts them
             )
         )
 

@@ -1,7 +1,8 @@
 """Read-side queries shared by the pages, the websocket snapshot and the JSON API.
 
 Each returns plain model objects with what the templates need already loaded (a call's
-agent is joined), so rendering a board never issues a query per row. Text a person typed
+agent is joined), so rendering a board never issues a query per row. What a person may see
+is narrowed by ``desk.services.visibility``, never here by hand. Text a person typed
 goes into ``LIKE`` only through ``escape_like``, so ``%`` and ``_`` match themselves.
 """
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from desk.models import LIVE_STATES, Alert, Call, User
+from desk.services.visibility import visible_calls
 
 LIKE_ESCAPE = "\\"
 
@@ -37,10 +39,12 @@ def live_calls(session: Session) -> Sequence[Call]:
     ).unique().all()
 
 
-def recent_ended(session: Session, limit: int) -> Sequence[Call]:
+def recent_ended(session: Session, limit: int, viewer: User) -> Sequence[Call]:
+    """The newest ended calls ``viewer`` may see (``desk.services.visibility``): an agent's
+    board lists no other agent's ended calls."""
+    query = select(Call).where(Call.state == "ended")
     return session.scalars(
-        select(Call).where(Call.state == "ended").order_by(Call.ended_at.desc(), Call.id.desc())
-        .limit(limit)
+        visible_calls(viewer, query).order_by(Call.ended_at.desc(), Call.id.desc()).limit(limit)
     ).unique().all()
 
 

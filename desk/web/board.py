@@ -12,19 +12,24 @@ from urllib.parse import urlsplit
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 
 from desk.extensions import db
 from desk.live.render import board_context
 from desk.models import PRESENCES, User
 from desk.services.presence import set_presence
 from desk.web import bp
-from desk.web.auth import supervisor_required
+from desk.web.auth import check_login, end_sessions, login_limits, supervisor_required, throttled
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: ``next`` must not send a fresh login to another site."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only same-site paths: ``next`` must not send a fresh login to another site. Anything
+    else (another host, a control character such as CR/LF that would split the Location
+    header, a backslash that browsers read as ``/`` so ``/\\evil`` means ``//evil``) is
+    ignored: the login goes to the board."""
+    if (
+        target and target.startswith("/") and not target.startswith("//")
+        and "\\" not in target and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    ):
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
@@ -32,6 +37,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@throttled(login_limits)  # failed attempts per name and per address; 429 past the limit
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
@@ -39,9 +45,8 @@ def login() -> ResponseReturnValue:
     name = ""
     if request.method == "POST":
         name = (request.form.get("name") or "").strip()
-        password = request.form.get("password") or ""
-        user = db.session.scalars(select(User).where(User.name == name)).first() if name else None
-        if user is None or not user.check_password(password):
+        user = check_login(name, request.form.get("password") or "")
+        if user is None:
             error = "That name and password do not match. Check both and try again."
         else:
             login_user(user)
@@ -57,7 +62,9 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     if not current_user.is_supervisor:
         set_presence(db.session, current_user.id, "offline")
+    user_id = current_user.id
     logout_user()
+    end_sessions(user_id)  # this user's other sessions (other browsers, copied cookies) too
     flash("You are logged out.")
     return redirect(url_for("board.login"))
 

@@ -1,5 +1,8 @@
 """A call's buttons (htmx), its detail page with the event timeline, recording playback.
 
+Besides the provider's buttons, supervisors have **Close call** on every live call: the desk
+ends it itself when the provider will not (``desk.services.sweeper``).
+
 Buttons answer with the call's row as this person sees it (the websocket pushes the same
 change to everyone else). A refusal by the desk (not yours, wrong state, already pending)
 is a 4xx whose text desk.js shows; a refusal by the provider is shown inline on the row.
@@ -54,6 +57,13 @@ def drop(call_id: int) -> str:
 def split(call_id: int) -> str:
     target = request.form.get("target")
     return _act(lambda: actions.split(*_who(call_id), target, current_app.config))
+
+
+@bp.post("/calls/<int:call_id>/close")
+@login_required
+def close_call(call_id: int) -> str:
+    """Supervisors: end the call on the desk, without asking its provider."""
+    return _act(lambda: actions.close(*_who(call_id)))
 
 
 @bp.post("/calls/<int:call_id>/recording")

@@ -217,16 +217,19 @@ def dial_submit() -> ResponseReturnValue:
 
 
 # -- Teleforge status on the supervisor board -------------------------------------------------
-# (Unreadable notifications become alerts, shown live by ``_alerts.html``; this is only
-# whether this server is taking notifications at all.)
+# (Unreadable notifications become alerts, shown live by ``_alerts.html``; this is whether
+# this server is taking notifications at all, and how many the consumers set aside.)
 
 
 def teleforge_status() -> dict[str, Any]:
-    """What ``_teleforge_status.html`` shows: this process's consumer."""
+    """What ``_teleforge_status.html`` shows: this process's consumer, and what every
+    consumer of this desk set aside (read from the dead-letter lists, whoever took them)."""
     app = current_app_object()
+    listener = listener_for(app)
     return {
-        "listener": listener_for(app),
+        "listener": listener,
         "listen_here": bool(app.config.get("DESK_TELEFORGE_LISTEN")),
+        "set_aside": listener.set_aside() if listener is not None else None,
     }
 
 

@@ -20,11 +20,14 @@ which answers two credentials at once:
 
 * a session cookie (partitioned). The iframe checks ``/embed/session``; if the browser kept
   the cookie, the desk simply reloads and works as in a tab. This is the normal path.
-* else an **iframe token** (8 hours, one shift; revoked at logout), kept in the iframe's
+* else an **iframe token** (8 hours, one shift; ended by logging out anywhere, with every
+  other grant of that user: ``desk.web.auth.end_sessions``), kept in the iframe's
   ``sessionStorage`` only and sent as ``Authorization: Bearer deskembed_…`` by htmx.
   Navigations and the websocket cannot send headers, so they use a **ticket**: one page load
   or one websocket connect, 60 s, single use, in ``?desk_ticket=``. Long-lived secrets never
-  appear in a URL; a ticket in a URL is spent the moment it is used.
+  appear in a URL; a ticket in a URL is spent the moment it is used. A ticket never switches
+  a browser that is logged in as someone else: it is ignored there, with a message, so a
+  link cannot log a person in as another user.
 
 Requests authenticated by the iframe token (or a ticket) carry no cookie an attacker's page
 could ride on, so they skip CSRF, exactly like API bearer tokens (``desk.web.auth``).
@@ -45,6 +48,7 @@ from flask import (
     Flask,
     abort,
     current_app,
+    flash,
     g,
     jsonify,
     render_template,
@@ -52,7 +56,7 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required, login_user, user_logged_out
+from flask_login import current_user, login_required, login_user
 from sqlalchemy import delete, select, update
 from werkzeug.wrappers import Response
 
@@ -61,6 +65,7 @@ from desk.errors import error_response
 from desk.extensions import csrf, current_app_object, db, login_manager
 from desk.models import ApiToken, EmbedGrant, User, utcnow
 from desk.services.presence import set_presence
+from desk.web.auth import exchange_limits, throttled
 
 CODE_TTL = timedelta(seconds=60)
 TICKET_TTL = timedelta(seconds=60)
@@ -140,15 +145,21 @@ def _authenticate() -> None:
         grant = token_grant(secret)
         if grant is None:
             abort(401, "This CRM window's sign-in to the desk has expired. Log in again.")
-        g.embed_grant_id = grant.id
         _act_as(grant.user, "token")
     elif request.method == "GET" and TICKET_PARAM in request.args:
         user = spend(request.args.get(TICKET_PARAM, ""), "ticket")
         if user is None:
             abort(401, "This sign-in link was already used or has expired. Log in again.")
-        if request.path != "/ws":
-            login_user(user)  # a first-party window (pop-out) keeps its own session from now
-        _act_as(user, "ticket")
+        if current_user.is_authenticated and current_user.id != user.id:
+            # A link someone sent must not turn this browser into their account (their calls,
+            # their actions in this person's name): the session here stays as it is.
+            if request.path != "/ws":
+                flash(f"A sign-in link for another user was ignored: this window stays logged "
+                      f"in as {current_user.name}. Log out first to switch users.")
+        else:
+            if request.path != "/ws":
+                login_user(user)  # a first-party window (pop-out) keeps its own session now
+            _act_as(user, "ticket")
     if not g.get("embed_auth"):
         csrf.protect(apply_exemptions=True)
 
@@ -165,15 +176,6 @@ def _frame_headers(response: Response) -> Response:
     else:
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
-
-
-def _revoke_token(_app: Flask, user: Any = None, **_extra: Any) -> None:
-    """Logging out in the iframe ends its token too (a cookie logout has none)."""
-    grant_id = g.get("embed_grant_id")
-    if grant_id is not None:
-        end_reads(db.session)
-        db.session.execute(delete(EmbedGrant).where(EmbedGrant.id == grant_id))
-        db.session.commit()
 
 
 def _template_globals() -> dict[str, Any]:
@@ -217,6 +219,7 @@ def login_popup() -> ResponseReturnValue:
 
 @bp.post("/exchange")
 @csrf.exempt  # the code is the secret; the Origin check keeps other sites out
+@throttled(exchange_limits)  # failed exchanges count with failed logins from that address
 def exchange() -> ResponseReturnValue:
     origin = request.headers.get("Origin", "")
     if not origin or urlsplit(origin).netloc != request.host:
@@ -339,4 +342,3 @@ def register_embedding(app: Flask) -> None:
     )
     app.before_request(_authenticate)
     app.register_blueprint(bp)
-    user_logged_out.connect(_revoke_token, app)

@@ -4,8 +4,9 @@ Who sees what is decided in the query, never in the template
 (``desk.services.visibility.history_scope``): supervisors search every call, an agent only
 calls it answered; the audit log is for supervisors. What the outcome filter means is
 ``desk.domain.outcomes``. Filters come from the query string, and a bad one (a date that
-is not ``YYYY-MM-DD``, page ``0``, an unknown outcome) is answered 400 with a message
-saying what to fix. Dates are calendar days in ``DESK_TIMEZONE``, inclusive at both ends.
+is not ``YYYY-MM-DD``, page ``0`` or ``²``, an id past the columns' range, an unknown
+outcome) is answered 400 with a message saying what to fix. Dates are calendar days in
+``DESK_TIMEZONE``, inclusive at both ends.
 
 Paging fetches one row more than a page to know whether there is a next one, so no query
 counts a year of history. The CSV export streams: rows are read from the database in
@@ -30,6 +31,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
 from desk.domain.outcomes import OUTCOMES, outcome_condition
+from desk.errors import MAX_ID, whole_number
 from desk.extensions import db
 from desk.models import STATES, AuditEntry, Call, User
 from desk.providers import REGISTRY
@@ -70,18 +72,21 @@ def _date(name: str) -> date | None:
 
 def _page() -> int:
     raw = (request.args.get("page") or "1").strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    page = whole_number(raw, 1, MAX_PAGE)
+    if page is None:
         abort(400, f"'page' must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}.")
-    return int(raw)
+    return page
 
 
 def _int(name: str) -> int | None:
+    """An id filter: ASCII digits within the id columns' range (``MAX_ID``)."""
     raw = (request.args.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
-        abort(400, f"'{name}' must be a number, not {raw[:20]!r}.")
-    return int(raw)
+    value = whole_number(raw, 0, MAX_ID)
+    if value is None:
+        abort(400, f"'{name}' must be a number from 0 to {MAX_ID}, not {raw[:20]!r}.")
+    return value
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str:

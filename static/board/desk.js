@@ -13,18 +13,32 @@
     if (row.parentElement !== list) list.prepend(row);
   }
 
+  // "Recently ended" shows its newest data-shown rows (DESK_ENDED_CALLS_SHOWN); older ones
+  // stay in the page, hidden, so a late update to one of them still finds its row.
+  function trim() {
+    var lists = document.querySelectorAll(".calls[data-shown]");
+    for (var i = 0; i < lists.length; i++) {
+      var shown = parseInt(lists[i].dataset.shown, 10);
+      var rows = lists[i].querySelectorAll(":scope > .call");
+      for (var j = 0; j < rows.length; j++) rows[j].classList.toggle("call--overflow", j >= shown);
+    }
+  }
+
   document.addEventListener("htmx:oobErrorNoTarget", function (event) {
     var row = event.detail.content;
     if (row && row.dataset && row.dataset.section && document.getElementById(row.dataset.section)) {
       place(row);
       if (window.htmx) window.htmx.process(row);
+      trim();
       tick();
     }
   });
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     place(event.target);
+    trim();
     tick();
   });
+  document.addEventListener("DOMContentLoaded", trim);
 
   // Live / reconnecting indicator, from the htmx ws extension's events.
   function status(state, text) {
@@ -34,9 +48,49 @@
     el.textContent = text;
     document.body.dataset.live = state;
   }
-  document.addEventListener("htmx:wsOpen", function () { status("live", "live"); });
-  document.addEventListener("htmx:wsClose", function () { status("reconnecting", "reconnecting…"); });
-  document.addEventListener("htmx:wsError", function () { status("reconnecting", "reconnecting…"); });
+  // While the websocket is down the board is not live: say so, disable every control that
+  // needs the server (they are re-enabled, not re-rendered, when it is back), and freeze the
+  // timers, which would otherwise keep claiming calls are still ringing or talking.
+  var CONTROLS = ".live-root button, .live-root input, .live-root select, #presence select, " +
+    "#presence button";
+  function offline() {
+    status("reconnecting", "offline — reconnecting…");
+    var controls = document.querySelectorAll(CONTROLS);
+    for (var i = 0; i < controls.length; i++) {
+      if (!controls[i].disabled) {
+        controls[i].disabled = true;
+        controls[i].dataset.offlineDisabled = "1";
+      }
+    }
+    var banner = document.getElementById("offline-banner");
+    if (banner) banner.hidden = false;
+  }
+  function online() {
+    status("live", "live");
+    var controls = document.querySelectorAll("[data-offline-disabled]");
+    for (var i = 0; i < controls.length; i++) {
+      controls[i].disabled = false;
+      delete controls[i].dataset.offlineDisabled;
+    }
+    var banner = document.getElementById("offline-banner");
+    if (banner) banner.hidden = true;
+  }
+  document.addEventListener("htmx:wsOpen", online);
+  document.addEventListener("htmx:wsClose", offline);
+  document.addEventListener("htmx:wsError", offline);
+  // A row swapped in while offline (there are none: nothing arrives) or the snapshot after
+  // reconnecting brings fresh controls; they are enabled as rendered.
+
+  // Reconnect within a few seconds, not the extension's default backoff (up to a minute):
+  // 0.5 s, 1 s, 2 s, then every 3 s, with a little jitter so boards do not all come at once.
+  function configureReconnect() {
+    if (!window.htmx) return;
+    window.htmx.config.wsReconnectDelay = function (retryCount) {
+      var base = Math.min(500 * Math.pow(2, Math.max(0, retryCount - 1)), 3000);
+      return base + Math.floor(Math.random() * 250);
+    };
+  }
+  document.addEventListener("DOMContentLoaded", configureReconnect);
   document.addEventListener("htmx:wsAfterMessage", function () { tick(); });
 
   // Timers tick in the browser: every <time data-since> shows the time since it.
@@ -48,6 +102,7 @@
     return m + ":" + ss;
   }
   function tick() {
+    if (document.body && document.body.dataset.live === "reconnecting") return;
     var now = Date.now();
     var nodes = document.querySelectorAll("time[data-since]");
     for (var i = 0; i < nodes.length; i++) {

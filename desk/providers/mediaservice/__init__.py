@@ -15,8 +15,13 @@ from desk.providers.base import Provider
 
 def _check(config: dict[str, Any]) -> None:
     """Cross-setting checks; ``DESK_MEDIASERVICE_SITE_URLS`` becomes a tuple of normalised
-    base URLs (``client.allowed_site_base_url`` compares against it)."""
-    from desk.providers.mediaservice.client import API_FAMILIES, normalise_base_url
+    base URLs (``client.allowed_site_base_url`` compares against it) and
+    ``DESK_MEDIASERVICE_STORAGE_HOSTS`` a tuple of host names (``client.storage_hosts``)."""
+    from desk.providers.mediaservice.client import (
+        API_FAMILIES,
+        normalise_base_url,
+        normalise_host,
+    )
     from desk.settings import SettingsError
 
     if config["DESK_MEDIASERVICE_URL"] and not config["DESK_MEDIASERVICE_DOMAIN"]:
@@ -46,6 +51,20 @@ def _check(config: dict[str, Any]) -> None:
                 f"https://site-a.example.com/mediaservice, comma-separated, not {item!r}"
             ) from None
     config["DESK_MEDIASERVICE_SITE_URLS"] = tuple(sites)
+    raw = config["DESK_MEDIASERVICE_STORAGE_HOSTS"]
+    items = raw.split(",") if isinstance(raw, str) else list(raw or ())
+    hosts = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            hosts.append(normalise_host(item))
+        except ValueError:
+            raise SettingsError(
+                "DESK_MEDIASERVICE_STORAGE_HOSTS takes host names like files.example.com "
+                f"(each also allows its subdomains), comma-separated, not {item!r}"
+            ) from None
+    config["DESK_MEDIASERVICE_STORAGE_HOSTS"] = tuple(dict.fromkeys(hosts))
 
 
 PROVIDER = Provider(
@@ -60,6 +79,11 @@ PROVIDER = Provider(
         "DESK_MEDIASERVICE_API": ("base", "str"),
         # Hybrid sites whose siteBaseUrl the desk may send API calls to; empty: never.
         "DESK_MEDIASERVICE_SITE_URLS": ("", "str"),
+        # Oldest callback token accepted (its iat), seconds; each token is accepted once.
+        "DESK_MEDIASERVICE_TOKEN_MAX_AGE": ("300", "int:1"),
+        # Hosts (and their subdomains) a recording's playback URL may point to; empty: the
+        # hosts of DESK_MEDIASERVICE_URL and DESK_MEDIASERVICE_SITE_URLS.
+        "DESK_MEDIASERVICE_STORAGE_HOSTS": ("", "str"),
     },
     configured_by=("DESK_MEDIASERVICE_URL",),
     webhooks=("POST /webhooks/mediaservice/<callback>",),

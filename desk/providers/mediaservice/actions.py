@@ -14,12 +14,15 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from desk.models import Call
 from desk.providers.mediaservice.client import (
     MediaserviceClient,
     ProviderError,
     allowed_site_base_url,
+    playback_url_allowed,
+    storage_hosts,
 )
 from desk.providers.mediaservice.routing import recording_file_name
 from desk.services.actions import ActionRefused, NotPossible, ProviderFailure, Request
@@ -133,6 +136,24 @@ def stop_recording(call: Call, config: Mapping[str, Any]) -> Request:
 
 
 def recording_url(call: Call, config: Mapping[str, Any]) -> str:
-    """A prompt-file download URL; the mediaservice keeps it valid 15 minutes."""
+    """A prompt-file download URL; the mediaservice keeps it valid 15 minutes.
+
+    Only one on the provider's storage hosts (``client.storage_hosts``): the browser is
+    redirected there, so any other is refused (502) and logged, never followed.
+    """
     name = call.recording_file_name or ""
-    return _sending(lambda: client(config, call).promptfile_url(name))()
+    url = _sending(lambda: client(config, call).promptfile_url(name))()
+    hosts = storage_hosts(config)
+    allow_http = str(config.get("DESK_MEDIASERVICE_URL") or "").lower().startswith("http://")
+    if not playback_url_allowed(url, hosts, allow_http=allow_http):
+        # The host only: the rest of a pre-signed URL is a credential.
+        try:
+            shown = str(urlsplit(str(url)).hostname or "(no host)")
+        except ValueError:
+            shown = "(unreadable)"
+        log.warning("call %s: the mediaservice answered a playback address on %r, not one of "
+                    "its storage hosts %s (DESK_MEDIASERVICE_STORAGE_HOSTS); refused",
+                    call.id, shown[:200], ", ".join(hosts) or "(none)")
+        raise ProviderFailure("the provider returned a playback address outside its storage "
+                              "hosts", kind="error", answer={"host": shown[:200]})
+    return str(url)

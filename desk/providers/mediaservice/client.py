@@ -17,6 +17,12 @@ section "iotcomms.io mediaservice", and ``desk.providers.mediaservice.parse``):
   ``allowed_site_base_url`` finds it in the configured list; otherwise it is logged and the
   configured ``DESK_MEDIASERVICE_URL`` is used, so a forged callback cannot make the desk send
   its signed token to another host.
+* **Storage hosts** (``DESK_MEDIASERVICE_STORAGE_HOSTS``). ``promptfile/{name}/url`` answers
+  a pre-signed download URL the browser is redirected to; where the provider stores files is
+  not documented. The desk redirects only to a host in that list or a subdomain of one
+  (default: the host of ``DESK_MEDIASERVICE_URL`` and of each hybrid site), over HTTPS (HTTP
+  too only when ``DESK_MEDIASERVICE_URL`` itself is HTTP, as a loopback stand-in is), so an
+  answer naming another host cannot send agents anywhere (``playback_url_allowed``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jwt
 import requests
@@ -73,6 +79,52 @@ def allowed_site_base_url(url: Any, allowed: Sequence[str]) -> str | None:
     except ValueError:
         return None
     return candidate if candidate in allowed else None
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def normalise_host(name: str) -> str:
+    """``Files.Example.COM.`` → ``files.example.com``; ``ValueError`` for anything but a
+    host name (no scheme, port, path or wildcard)."""
+    host = (name or "").strip().lower().rstrip(".")
+    if not _HOST.match(host):
+        raise ValueError(f"not a host name like files.example.com: {name[:80]!r}")
+    return host
+
+
+def storage_hosts(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where playback URLs may point: ``DESK_MEDIASERVICE_STORAGE_HOSTS`` (normalised by the
+    settings check), else the hosts of ``DESK_MEDIASERVICE_URL`` and the hybrid sites (read
+    now: the demo sets its URL once it knows its own address)."""
+    configured = tuple(config.get("DESK_MEDIASERVICE_STORAGE_HOSTS") or ())
+    if configured:
+        return configured
+    urls = [config.get("DESK_MEDIASERVICE_URL") or "", *config.get(
+        "DESK_MEDIASERVICE_SITE_URLS", ())]
+    hosts = (urlsplit(url).hostname for url in urls if url)
+    return tuple(dict.fromkeys(host.rstrip(".") for host in hosts if host))
+
+
+def playback_url_allowed(url: Any, hosts: Sequence[str], allow_http: bool = False) -> bool:
+    """Whether ``url`` is an ``https`` (or, with ``allow_http``, ``http``) URL on one of
+    ``hosts`` or a subdomain of one. No user info, backslashes, spaces or control
+    characters: browsers and ``urlsplit`` could read such a URL's host differently."""
+    if not isinstance(url, str) or not hosts or not _PRINTABLE.match(url) or any(
+            ch in url for ch in "\\ "):
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    if parts.scheme not in (("https", "http") if allow_http else ("https",)):
+        return False
+    if "@" in parts.netloc or not parts.hostname:
+        return False
+    host = parts.hostname.rstrip(".")
+    return any(host == allowed or host.endswith("." + allowed) for allowed in hosts)
 
 
 class ProviderError(RuntimeError):

@@ -52,7 +52,8 @@ Decisions the document leaves open, and what this module assumes:
   says callbacks are signed with a private key configured per service and verified with the
   matching public key. Assumed: an RS256 JWT in the ``Authorization`` header (``Bearer``
   prefix optional), verified with pyjwt; ``exp``/``nbf`` are enforced when present, the
-  token must carry ``exp`` or ``iat``, and ``iat`` may be at most ``max_age`` seconds old.
+  token must carry ``iat``, at most ``max_age`` seconds old, and each token is accepted once
+  (by ``jti``, else by its signature; ``desk.providers.mediaservice.signature``).
   The token does not cover the body, so it proves who sent the callback, not what it said.
   Header name, age and audience are parameters, so the real scheme needs no code change
   if it differs only in those.
@@ -215,7 +216,7 @@ class _Body:
         value = self.data.get(name)
         if value is None or value == "":
             return None
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value.strip())
         if isinstance(value, float) and value.is_integer():
             value = int(value)

@@ -30,6 +30,7 @@ import jwt
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from desk.providers.mediaservice.signature import mint_callback_token
 from desk.simulator.audio import recording_wav
 
 log = logging.getLogger(__name__)
@@ -151,9 +152,8 @@ class Callbacks:
         """Send one callback; the desk's JSON answer, or None when it did not accept it."""
         headers = {}
         if self.private_key_pem:
-            now = int(time.time())
-            token = jwt.encode({"iss": "mediaservice", "iat": now, "exp": now + 60},
-                               self.private_key_pem, algorithm="RS256")
+            # A fresh token per callback (iat, exp, a unique jti): the desk accepts each once.
+            token = mint_callback_token(self.private_key_pem, iss="mediaservice")
             headers["Authorization"] = f"Bearer {token}"
         url = f"{self.desk_url}/webhooks/mediaservice/{name}"
         try:

@@ -31,19 +31,17 @@ Three things only this webhook can do, because they need the database:
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import abort, current_app, jsonify, request
+from flask import Response, abort, after_this_request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from desk.domain.events import BadPayload
-from desk.extensions import db
+from desk.extensions import current_app_object, db
 from desk.live.changes import ALERTS, CALLS, mark_changed
 from desk.models import Alert, Call, Delivery, utcnow
 from desk.providers.mediaservice import parse as ms
@@ -53,8 +51,8 @@ from desk.providers.mediaservice.answers import (
     answer_for_new_remote_call,
 )
 from desk.providers.mediaservice.client import allowed_site_base_url
-from desk.providers.mediaservice.signature import BadSignature, verify_callback_signature
-from desk.providers.webhook import apply, blueprint, parse_or_reject, raw_body
+from desk.providers.mediaservice.signature import BadSignature, check_callback, replay_cache_for
+from desk.providers.webhook import apply, blueprint, json_body, parse_or_reject
 from desk.services import ingest
 
 bp = blueprint("mediaservice")
@@ -74,19 +72,36 @@ def _public_key(path: str) -> str:
 
 
 def _check_signature() -> None:
+    """Signed by the provider, recent, and not seen before (``signature``); else 401.
+
+    A token is remembered as used from here on; if the desk then fails to handle the
+    callback (a 5xx answer, e.g. the database is away) it is forgotten again, so the
+    provider's retry with the same token is accepted.
+    """
     key_file = current_app.config["DESK_MEDIASERVICE_CALLBACK_KEY_FILE"]
     if not key_file:
         if current_app.config["DESK_DEMO"]:
             return
         abort(401, "Callbacks must be signed: set DESK_MEDIASERVICE_CALLBACK_KEY_FILE to the "
                    "mediaservice's public key.")
+    cache = replay_cache_for(current_app_object())
     try:
-        verify_callback_signature(request.headers, _public_key(key_file))
+        accepted = check_callback(request.headers, _public_key(key_file), cache,
+                                  max_age=current_app.config["DESK_MEDIASERVICE_TOKEN_MAX_AGE"])
     except BadSignature as exc:
         abort(401, f"Callback signature refused: {exc}")
     except (OSError, ValueError) as exc:  # the configured key itself is unusable
         log.error("cannot verify mediaservice callbacks with %s: %s", key_file, exc)
         abort(401, "The desk cannot verify callbacks: its configured public key is unusable.")
+
+    @after_this_request
+    def _release_on_failure(response: Response) -> Response:
+        if response.status_code >= 500:
+            try:
+                cache.forget(accepted.key)
+            except Exception:  # the failure that caused the 5xx may be this one's too
+                log.warning("could not release a mediaservice callback token", exc_info=True)
+        return response
 
 
 def _known_callback(callback: str) -> bool:
@@ -208,11 +223,7 @@ def mediaservice_callback(callback: str) -> ResponseReturnValue:
                    "/webhooks/mediaservice; alarms go to /webhooks/mediaservice/<your domain>.")
 
     def parse() -> ms.MediaserviceParsed:
-        payload = raw_body()
-        try:
-            body = json.loads(payload) if payload.strip() else None
-        except json.JSONDecodeError as exc:
-            raise BadPayload(f"{callback}: the body is not JSON ({exc.msg} at {exc.pos})") from None
+        body = json_body(callback)
         parsed = ms.parse(callback, body, utcnow())
         if parsed.call_ref is None and parsed.participant_ids:
             with db.new_session() as session:

@@ -123,7 +123,8 @@ def parse(form: Mapping[str, str], received_at: datetime) -> Parsed:
         hangup = hangup.lower() if hangup else None
         raw_duration = (form.get("duration") or "").strip()
         if raw_duration:
-            if not raw_duration.isdigit() or len(raw_duration) > 7:
+            # isascii: str.isdigit() also takes "²", which int() refuses
+            if not (raw_duration.isascii() and raw_duration.isdigit()) or len(raw_duration) > 7:
                 raise BadPayload(
                     f"field 'duration' must be whole seconds (0 or more), not {raw_duration[:20]!r}"
                 )

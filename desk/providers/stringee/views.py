@@ -47,7 +47,14 @@ from desk.providers.stringee.answers import (
     scco_for_decision,
     scco_from_helper_params,
 )
-from desk.providers.webhook import apply, blueprint, parse_or_reject, require
+from desk.providers.webhook import (
+    apply,
+    blueprint,
+    json_body,
+    json_or_none,
+    parse_or_reject,
+    require,
+)
 from desk.services import ingest
 from desk.services.routing_store import decide_for_call, load_rules
 
@@ -162,10 +169,11 @@ def stringee_answer_number() -> Response:
 def stringee_events() -> ResponseReturnValue:
     _require_token()
     _require_signature()
-    body = request.get_json(force=True, silent=True)
+    body = json_or_none()
 
     def parse() -> Parsed:
         if body is None:
+            json_body("call event", lenient=True)  # the reason, if JSON the desk refuses
             raise BadPayload(
                 "expected a JSON body (a Stringee call event); is this URL the project's "
                 "event_url?"

@@ -76,6 +76,9 @@ PROVIDER = Provider(
         "DESK_TELEFORGE_POP_END": ("right", "str"),
         "DESK_TELEFORGE_CALLER_IDS": ("", "str"),
         "DESK_TELEFORGE_LISTEN": ("1", "str"),
+        # Tries before a notification that fails for a reason other than an outage is set
+        # aside on <list>:dead (listener.DEAD_SUFFIX).
+        "DESK_TELEFORGE_MAX_TRIES": ("3", "int:1"),
     },
     configured_by=("DESK_TELEFORGE_URL",),
     check_settings=_check,

@@ -21,6 +21,19 @@ it (``LREM``) only after the database committed. So:
   ``rejected``) with an ``Alert`` for supervisors, in one transaction, then removed;
 * a Redis or database outage is survived: the consumer backs off (0.25 s doubling to 10 s),
   reconnects, retries the item it holds, and its status is shown on the supervisor board.
+  An outage is what ``is_outage`` says: SQLAlchemy's ``OperationalError`` (the server is
+  gone, SQLite is locked), ``InterfaceError``, a lost connection or a pool timeout;
+* **one bad item never wedges a list.** A notification that fails to apply for any other
+  reason (PostgreSQL refusing a NUL byte as ``DataError``, an ``IntegrityError``, a bug's
+  ``ValueError``) is tried ``DESK_TELEFORGE_MAX_TRIES`` times (default 3; the count is the
+  holding consumer's, so a restarted consumer counts again), then **set aside**: pushed onto
+  the dead-letter list ``<list>:dead`` (``DEAD_SUFFIX``) as JSON ``{"list", "item" (or
+  "item_base64" when it is not UTF-8), "reason", "at" (UTC, ISO 8601), "tries",
+  "delivery_id"}``, newest first, kept with a rejected delivery (NUL bytes written as
+  ``\\x00``, so any database takes it) and an ``Alert``, and removed from the processing
+  list; the consumer goes on with the next item. Supervisors see how many are set aside and
+  the latest reasons (``set_aside``). To retry one after a fix, push its ``item`` back onto
+  its list and remove the entry (``LREM``).
 
 One consumer takes from every configured list: each list has a lane of its own (its own
 connection, blocking ``BLMOVE``, processing list, heartbeat and backoff) running in its own
@@ -35,17 +48,26 @@ listen`` runs the same loop in its own process.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from desk.extensions import db
 from desk.live.changes import ALERTS, mark_changed
@@ -62,6 +84,11 @@ HEARTBEAT_SECONDS = 30  # fallback liveness when CLIENT LIST is not allowed
 RECOVER_EVERY = 30.0
 BLOCK_SECONDS = 1.0  # how long one BLMOVE waits; bounds how fast stop() takes effect
 MAX_BACKOFF = 10.0
+DEAD_SUFFIX = ":dead"
+"""A list's dead-letter list is its name plus this: ``enigma:notifications:cdr:dead``."""
+MAX_TRIES = 3
+"""Tries before a notification that fails for a reason other than an outage is set aside
+(``DESK_TELEFORGE_MAX_TRIES``)."""
 
 
 @dataclass
@@ -73,6 +100,43 @@ class ListenerStatus:
     since: datetime | None = None
     applied: int = 0
     rejected: int = 0
+    set_aside: int = 0  # by this consumer; ``TeleforgeListener.set_aside`` counts them all
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """What the dead-letter lists hold: how many items, and the newest few entries (dicts
+    as pushed, see the module docstring), newest first."""
+
+    count: int
+    latest: tuple[dict[str, Any], ...]
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether failing to apply a notification is the database being away (keep the item and
+    retry for as long as it takes) rather than something about the item (set it aside)."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why an item failed: the driver's message, without SQLAlchemy's SQL
+    and parameters (which would repeat the whole item)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    name = type(exc).__name__
+    if type(cause).__name__ != name:  # the driver's finer name too: "IntegrityError (CheckV…)"
+        name = f"{name} ({type(cause).__name__})"
+    return f"{name}: {lines[0] if lines else '(no message)'}"[:300]
+
+
+def _storable(text: str) -> str:
+    """``text`` for any database: PostgreSQL's text columns refuse NUL, so it is written
+    ``\\x00`` (as undecodable bytes are by ``backslashreplace``)."""
+    return text.replace("\x00", "\\x00")
 
 
 def _safe_url(url: str) -> str:
@@ -99,13 +163,27 @@ class _Lane:
         self.last_recovery = 0.0
         self.state = "starting"
         self.error = ""
+        self.dead = name + DEAD_SUFFIX
+        self.failing: bytes | None = None  # the held item that failed, and how often
+        self.tries = 0
+
+    def failed(self, raw: bytes) -> int:
+        """Count one failed try of ``raw``; how many it has had with this consumer."""
+        if self.failing != raw:
+            self.failing, self.tries = raw, 0
+        self.tries += 1
+        return self.tries
+
+    def forget(self) -> None:
+        self.failing, self.tries = None, 0
 
 
 class TeleforgeListener:
     """One consumer of Teleforge's notification lists. ``run`` loops until ``stop``.
 
     ``lists`` is one list name or several. ``pop_end`` is the end items are taken from,
-    ``"right"`` or ``"left"``.
+    ``"right"`` or ``"left"``. ``max_tries``: tries before an item that fails for a reason
+    other than an outage is set aside (default ``DESK_TELEFORGE_MAX_TRIES``).
     """
 
     def __init__(
@@ -117,6 +195,7 @@ class TeleforgeListener:
         block_seconds: float = BLOCK_SECONDS,
         client: Any = None,
         pop_end: str = "right",
+        max_tries: int | None = None,
     ) -> None:
         # ``client``: a ready object with the Redis list commands used here, instead of
         # connecting to ``redis_url`` (the demo's in-process list, desk.simulator).
@@ -131,6 +210,8 @@ class TeleforgeListener:
         self.pop_end = pop_end.upper()
         self.consumer_id = consumer_id or uuid.uuid4().hex[:16]
         self.block_seconds = block_seconds
+        self.max_tries = max(1, int(max_tries if max_tries is not None else
+                                    app.config.get("DESK_TELEFORGE_MAX_TRIES") or MAX_TRIES))
         self.status = ListenerStatus(since=utcnow())
         self._lanes = [_Lane(name, self.consumer_id) for name in names]
         self._turn = 0
@@ -139,6 +220,7 @@ class TeleforgeListener:
         self._start_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._given_client = client
+        self._inspector: Any = None  # the connection ``set_aside`` asks on
 
     @property
     def list_name(self) -> str:
@@ -219,6 +301,9 @@ class TeleforgeListener:
         """Drop the Redis connections (for consumers driven by ``step``, e.g. in tests)."""
         for lane in self._lanes:
             self._disconnect(lane)
+        inspector, self._inspector = self._inspector, None
+        if inspector is not None and inspector is not self._given_client:
+            inspector.close()
 
     def _disconnect(self, lane: _Lane) -> None:
         client, lane.client = lane.client, None
@@ -295,8 +380,9 @@ class TeleforgeListener:
     def apply(self, raw: bytes) -> str:
         """Apply one notification, or keep it as rejected with an alert. One transaction.
 
-        Returns "applied", "duplicate" or "rejected". Raises ``SQLAlchemyError`` when the
-        database is unavailable (the caller keeps the item and retries).
+        Returns "applied", "duplicate" or "rejected". Raises when it cannot: an outage
+        (``is_outage``: the caller keeps the item and retries) or anything else (the item is
+        tried ``max_tries`` times, then set aside).
         """
         parsed = parse_notification(raw, utcnow())
         text = raw.decode("utf-8", errors="backslashreplace")
@@ -312,31 +398,127 @@ class TeleforgeListener:
     def _keep_unknown(
         self, session: Any, unknown: UnknownNotification, text: str, content_type: str | None
     ) -> None:
+        delivery_id = self._keep_rejected(
+            session, "unknown", unknown.reference, unknown.reason, text, content_type,
+            "unknown_notification",
+            lambda delivery: f"A Teleforge notification could not be read: {unknown.reason}. "
+            f"It is kept in the event log (delivery {delivery}).",
+        )
+        log.warning("Teleforge notification kept as rejected (delivery %s): %s", delivery_id,
+                    unknown.reason)
+
+    @staticmethod
+    def _keep_rejected(
+        session: Any, kind: str, reference: str | None, error: str, text: str,
+        content_type: str | None, alert_kind: str, message: Callable[[int], str],
+    ) -> int:
+        """A rejected delivery and its alert (``message(delivery id)``), in one transaction."""
         with session.begin():
             delivery = Delivery(
-                provider=PROVIDER, kind="unknown",
-                provider_call_id=unknown.reference[:255] if unknown.reference else None,
-                status="rejected", error=unknown.reason, content_type=content_type,
+                provider=PROVIDER, kind=kind,
+                provider_call_id=reference[:255] if reference else None,
+                status="rejected", error=error, content_type=content_type,
                 payload=text, received_at=utcnow(),
             )
             session.add(delivery)
             session.flush()
-            session.add(Alert(
-                provider=PROVIDER, kind="unknown_notification",
-                message=f"A Teleforge notification could not be read: {unknown.reason}. "
-                f"It is kept in the event log (delivery {delivery.id}).",
-                delivery_id=delivery.id,
-            ))
+            session.add(Alert(provider=PROVIDER, kind=alert_kind,
+                              message=message(delivery.id), delivery_id=delivery.id))
             mark_changed(session, ALERTS, 0)  # supervisors' alert list updates live
-        log.warning("Teleforge notification kept as rejected: %s", unknown.reason)
+            return int(delivery.id)
+
+    # -- items that fail to apply ------------------------------------------------------------
+    def _failed(self, client: Any, lane: _Lane, raw: bytes, exc: BaseException) -> str:
+        """A try of ``raw`` failed, not for an outage: "failed" (it is kept and tried again)
+        or, at the ``max_tries``-th failure, "set aside"."""
+        reason = _reason(exc)
+        tries = lane.failed(raw)
+        if tries < self.max_tries:
+            log.warning("applying a Teleforge notification from %r failed (try %d of %d), "
+                        "trying again: %s", lane.name, tries, self.max_tries, reason,
+                        exc_info=exc)
+            return "failed"
+        self._set_aside(client, lane, raw, reason, tries)
+        lane.forget()
+        with self._status_lock:
+            self.status.set_aside += 1
+        return "set aside"
+
+    def _set_aside(self, client: Any, lane: _Lane, raw: bytes, reason: str, tries: int) -> None:
+        """Keep ``raw`` in the event log and on ``lane.dead``, then drop it from processing.
+
+        The delivery first, the dead-letter entry second, the removal last: a consumer that
+        dies in between leaves the item to be tried again, never lost (at worst it is set
+        aside twice). An outage while keeping the delivery propagates, like one while applying.
+        """
+        text = raw.decode("utf-8", errors="backslashreplace")
+        parsed = parse_notification(raw, utcnow())
+        if isinstance(parsed, UnknownNotification):
+            kind, reference = "unknown", parsed.reference
+        else:
+            kind, reference = parsed.kind, parsed.provider_call_id
+        message = (f"could not be applied after {tries} tries ({_storable(reason)}); it is set "
+                   f"aside on the Redis list {lane.dead}")
+        delivery_id: int | None = None
+        try:
+            with self.app.app_context(), db.new_session() as session:
+                delivery_id = self._keep_rejected(
+                    session, kind, _storable(reference or "") or None, _storable(reason),
+                    _storable(text), "application/json" if text.lstrip().startswith("{")
+                    else None, "notification_set_aside",
+                    lambda delivery: f"A Teleforge notification {message} and kept in the "
+                    f"event log (delivery {delivery}).",
+                )
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # The list must move on even if the database refuses this record too.
+            log.exception("keeping a set-aside Teleforge notification in the event log failed")
+        entry: dict[str, Any] = {"list": lane.name, "reason": reason,
+                                 "at": utcnow().isoformat(), "tries": tries,
+                                 "delivery_id": delivery_id}
+        try:
+            entry["item"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["item_base64"] = base64.b64encode(raw).decode()
+        client.lpush(lane.dead, json.dumps(entry, ensure_ascii=False))
+        self.ack(client, raw, lane)
+        log.error("Teleforge notification from %r %s (delivery %s)", lane.name, message,
+                  delivery_id)
+
+    def set_aside(self, latest: int = 3) -> SetAside | None:
+        """What every list's ``<list>:dead`` holds: the count and the ``latest`` newest
+        entries. None when Redis cannot be asked (its outage is shown by ``status``)."""
+        import redis
+
+        if self.running and self.status.state == "down" and "Redis" in self.status.error:
+            return None  # Redis is known to be away: do not make a page wait for its timeout
+        try:
+            client = self._inspector
+            if client is None:
+                client = self._inspector = self._given_client or redis.Redis.from_url(
+                    self.redis_url, socket_connect_timeout=1, socket_timeout=1)
+            count, entries = 0, []
+            for lane in self._lanes:
+                count += int(client.llen(lane.dead))
+                for index in range(latest):
+                    raw = client.lindex(lane.dead, index)
+                    if raw is None:
+                        break
+                    entries.append(_entry(raw))
+        except (redis.RedisError, OSError, ValueError):
+            return None
+        entries.sort(key=lambda entry: str(entry.get("at", "")), reverse=True)
+        return SetAside(count, tuple(entries[:latest]))
 
     # -- the loop ----------------------------------------------------------------------------
     def step(self) -> str | None:
         """Take and apply at most one item; returns what happened, None when idle.
 
         Looks at every list in turn (a different one first each call), without waiting when
-        there are several; a one-list consumer waits up to ``block_seconds``. Raises Redis
-        and database errors; ``run`` turns them into status and backoff.
+        there are several; a one-list consumer waits up to ``block_seconds``. Besides what
+        ``apply`` returns: "failed" (the item failed and is kept for another try) and "set
+        aside". Raises Redis errors and outages; ``run`` turns them into status and backoff.
         """
         count = len(self._lanes)
         first, self._turn = self._turn, (self._turn + 1) % count
@@ -361,15 +543,13 @@ class TeleforgeListener:
             return None
         try:
             outcome = self.apply(raw)
-        except SQLAlchemyError:
-            raise
-        except Exception as exc:  # a bug must not wedge the list behind one item
-            log.exception("applying a Teleforge notification failed; keeping it as rejected")
-            reason = f"the desk failed to apply it ({exc.__class__.__name__}: {exc})"[:500]
-            with self.app.app_context(), db.new_session() as session:
-                self._keep_unknown(session, UnknownNotification(raw, reason), raw.decode(
-                    "utf-8", errors="backslashreplace"), None)
-            outcome = "rejected"
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # Not the database being away but this item (or a bug): bounded tries, so one
+            # item never holds up the list behind it.
+            return self._failed(client, lane, raw, exc)
+        lane.forget()
         self.ack(client, raw, lane)
         with self._status_lock:
             if outcome == "rejected":
@@ -397,7 +577,11 @@ class TeleforgeListener:
         backoff = 0.25
         while not self._stop.is_set():
             try:
-                self._step_lane(lane, block=True)
+                if self._step_lane(lane, block=True) == "failed":
+                    # A moment before the next try: a conflict with another writer may clear.
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
                 backoff = 0.25
             except (redis.RedisError, OSError) as exc:
                 self._disconnect(lane)
@@ -413,6 +597,16 @@ class TeleforgeListener:
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._disconnect(lane)
         self._set_lane_status(lane, "stopped")
+
+
+def _entry(raw: Any) -> dict[str, Any]:
+    """A dead-letter entry read back; one not written by the desk shows as its text."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        entry = None
+    return entry if isinstance(entry, dict) else {"reason": text[:300]}
 
 
 def redis_url_for(app: Flask) -> str:
@@ -434,7 +628,8 @@ def for_app(app: Flask, redis_url: str | None = None, client: Any = None) -> Tel
     """A consumer of the app's configured lists, from the configured end."""
     return TeleforgeListener(app, redis_url if redis_url is not None else redis_url_for(app),
                              lists_for(app), client=client,
-                             pop_end=app.config.get("DESK_TELEFORGE_POP_END") or "right")
+                             pop_end=app.config.get("DESK_TELEFORGE_POP_END") or "right",
+                             max_tries=app.config.get("DESK_TELEFORGE_MAX_TRIES"))
 
 
 def init_app(app: Flask) -> None:

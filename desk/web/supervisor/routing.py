@@ -159,7 +159,8 @@ class RoutingForm:
             elif part == "backup":
                 row.backup = text(key)
             else:
-                row.agent_ids = {int(v) for v in form.getlist(key) if v.isdigit() and len(v) < 10}
+                row.agent_ids = {int(v) for v in form.getlist(key)
+                                 if v.isascii() and v.isdigit() and len(v) < 10}
         return cls(
             blocked_callers=text("blocked_callers"),
             blocked_action=text("blocked_action"),
@@ -212,7 +213,8 @@ class RoutingForm:
         return groups
 
     def _seconds(self, name: str, raw: str, label: str) -> int | None:
-        value: Any = int(raw) if raw.isdigit() and len(raw) < 7 else raw
+        # isascii: str.isdigit() also takes "²", which int() refuses
+        value: Any = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else raw
         return self._check(name, check_ring_time, value, label)
 
     def _id_target(self, key: str, row: TargetRow) -> dict[str, Any] | None:
@@ -224,7 +226,7 @@ class RoutingForm:
         target: dict[str, Any] = {_DOCUMENT_FIELD[row.kind]: ident}
         if row.ring_time:
             raw = row.ring_time
-            value: Any = int(raw) if raw.isdigit() and len(raw) < 7 else raw
+            value: Any = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else raw
             seconds = self._check(key, check_group_ring_time, value, f"{label} ring time")
             if seconds is None:
                 return None

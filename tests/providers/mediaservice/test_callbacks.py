@@ -15,6 +15,7 @@ import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ class Provider:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         path = DOMAIN if callback == "alarm" else callback  # alarms go to /<domain>
         now = int(time.time())
-        token = jwt.encode({"iss": "mediaservice", "iat": now, "exp": now + 60},
+        token = jwt.encode({"iss": "mediaservice", "iat": now, "exp": now + 60,
+                            "jti": uuid.uuid4().hex},  # fresh: the desk takes each once
                            self.private_key, algorithm="RS256")
         response = self.client.post(f"/webhooks/mediaservice/{path}", data=data,
                                     content_type="application/json",
