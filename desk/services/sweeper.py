@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,9 +65,9 @@ SILENT_CAUSE = "no_end_event"
 """End cause of a call the desk closed because its provider went silent."""
 CLOSED_CAUSE = "closed_by_supervisor"
 """End cause of a call a supervisor closed with the Close call button."""
-DESK_CLOSE = "auto-close"
-DESK_EXPIRE = "pending-expired"
-DESK_ACTIONS = (DESK_CLOSE, DESK_EXPIRE)
+AUTO_CLOSE = "auto-close"
+PENDING_EXPIRED = "pending-expired"
+SWEEPER_ACTIONS = (AUTO_CLOSE, PENDING_EXPIRED)
 """Audit actions the desk itself takes (their entries have no user)."""
 
 TALKING_UNSEEN = frozenset({("placetel", "dialling"), ("teleforge", "dialling")})
@@ -80,7 +82,7 @@ PENDING_WHAT = {
     "record": "the start of the recording",
     "stop-record": "the end of the recording",
 }
-_ATTEMPTS = 3
+_ATTEMPTS = 8
 _CHUNK = 500
 
 
@@ -141,10 +143,12 @@ def close(session: Session, call_id: int, *, end_cause: str, action: str,
             return _close_once(session, call_id, end_cause, action, user_id, check)
         except OperationalError:
             # SQLite: someone wrote after this transaction read. Start over with what
-            # they wrote (perhaps the call has ended meanwhile).
+            # they wrote (perhaps the call has ended meanwhile), after a short random pause
+            # so sweepers that collided do not collide again in lockstep.
             session.rollback()
             if attempt == _ATTEMPTS - 1:
                 raise
+            time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
     raise AssertionError("unreachable")
 
 
@@ -208,7 +212,7 @@ def close_silent_calls(session: Session, config: Mapping[str, Any]) -> list[int]
         newest = _newest(row.started_at, row.ringing_at, row.answered_at, last.get(row.id))
         if now - newest < timedelta(seconds=silence_limit(config, row.provider, row.state)):
             continue
-        call = close(session, row.id, end_cause=SILENT_CAUSE, action=DESK_CLOSE,
+        call = close(session, row.id, end_cause=SILENT_CAUSE, action=AUTO_CLOSE,
                      check=_still_silent(session, config))
         if call is not None:
             closed.append(call.id)
@@ -282,7 +286,7 @@ def _expire_one(session: Session, row: Any, timeout: int) -> bool:
     if not done.rowcount:
         session.rollback()
         return False
-    audit.record(session, user_id=None, action=DESK_EXPIRE, outcome="error", call_id=row.id,
+    audit.record(session, user_id=None, action=PENDING_EXPIRED, outcome="error", call_id=row.id,
                  detail={"action": row.pending_action, "timeout_seconds": timeout,
                          "pending_since": row.pending_since.isoformat(),
                          "reason": "the provider did not confirm"})
