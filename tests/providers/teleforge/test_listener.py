@@ -67,16 +67,6 @@ def inbound(call_ref: str, **payload: Any) -> bytes:
 
 
 @pytest.fixture
-def queue() -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(shared_redis_url())
-    name = list_name()
-    yield client, name
-    for key in client.scan_iter(match=name + "*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
     server = PrivateRedis()
     server.start()

@@ -27,7 +27,6 @@ from desk.providers.teleforge.listener import DEAD_SUFFIX, TeleforgeListener, li
 from tests.conftest import add_user, base_config, login
 from tests.providers.teleforge.test_listener import cdr, dialling, inbound, state_of, wait_for
 from tests.services import fresh_postgres_database, shared_redis_url
-from tests.teleforge_standin import list_name
 
 pytestmark = pytest.mark.redis
 
@@ -38,16 +37,6 @@ REFUSE_POISON = {
     "postgresql": "ALTER TABLE calls ADD CONSTRAINT refuse_poison "
                   "CHECK (provider_call_id NOT LIKE 'poison%')",
 }
-
-
-@pytest.fixture
-def queue() -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(shared_redis_url())
-    name = list_name()
-    yield client, name
-    for key in client.scan_iter(match=name + "*"):
-        client.delete(key)
-    client.close()
 
 
 def _app(url: str, name: str, **extra: Any) -> Flask:
