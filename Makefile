@@ -44,6 +44,7 @@ deps: $(VENV)/.deps
 deps-test: $(VENV)/.deps-test
 
 # Front-end libraries come from npm (package-lock.json) and are copied into an ignored folder.
+# devDependencies stay in node_modules: axe-core, which tests/test_a11y_browser.py injects.
 static/vendor/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor

@@ -1,8 +1,11 @@
 """Settings: every knob of the desk is a ``DESK_`` environment variable read here.
 
-``load_settings`` turns the environment (plus an optional mapping from tests) into the
-Flask config. Each setting is listed, with a comment, in ``.env.example`` and in README's
-configuration table; keep the three in step. Outside demo mode the desk refuses to start
+``load_env_file`` first reads the ``.env`` file (``DESK_ENV_FILE``) into the environment,
+as Flask's command line does, never replacing a variable already set: ``app.py`` calls it,
+so ``gunicorn app:app`` and ``flask --app app`` both start from it. ``load_settings`` then
+turns the environment (plus an optional mapping from tests) into the Flask config. Each
+setting is listed, with a comment, in ``.env.example`` and in README's configuration table;
+keep the three in step. Outside demo mode the desk refuses to start
 without ``DESK_SECRET_KEY``, because a guessable key lets anyone forge a session.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -46,7 +49,11 @@ def _int(name: str, raw: Any, minimum: int) -> int:
 
 
 # name -> (default, kind). Kinds: "str", "flag", "int:<min>", "float", "rate".
+ENV_FILE = ".env"
+
 DEFAULTS: dict[str, tuple[Any, str]] = {
+    # Read by load_env_file before anything else; in the config only to be seen.
+    "DESK_ENV_FILE": (ENV_FILE, "str"),
     "DESK_SECRET_KEY": ("", "str"),
     "DESK_DATABASE_URL": ("", "str"),
     "DESK_REDIS_URL": ("", "str"),
@@ -81,6 +88,34 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_PENDING_TIMEOUT": ("30", "int:1"),
     "DESK_SWEEP_INTERVAL": ("30", "int:0"),
 }
+
+
+def load_env_file(environ: MutableMapping[str, str] | None = None) -> Path | None:
+    """Read the settings file into ``environ`` (``os.environ``); the file read, or None.
+
+    The file is ``DESK_ENV_FILE`` (relative to the working directory), ``.env`` when that
+    is unset, none when it is empty. A variable already in the environment wins over the
+    file, so a process manager's or a test's settings are never replaced. ``.env`` may be
+    missing; another file named by ``DESK_ENV_FILE`` must exist.
+    """
+    env = os.environ if environ is None else environ
+    named = env.get("DESK_ENV_FILE", ENV_FILE).strip()
+    if not named:
+        return None
+    path = Path(named)
+    if not path.is_file():
+        if named == ENV_FILE:
+            return None
+        raise SettingsError(
+            f"DESK_ENV_FILE names {named!r}, which is not a file here ({Path.cwd()}); "
+            "give the path of your settings file, or set it empty to read none"
+        )
+    from dotenv import dotenv_values
+
+    for name, value in dotenv_values(path, encoding="utf-8").items():
+        if value is not None and name not in env:
+            env[name] = value
+    return path
 
 
 def all_settings() -> dict[str, tuple[Any, str]]:

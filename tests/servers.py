@@ -56,8 +56,14 @@ def wait_healthy(
     raise RuntimeError(f"{name} did not come up in {timeout:g}s: {tail(log)}")
 
 
+# A developer's own .env must not reach a test's desk: neither the desk (DESK_ENV_FILE, read
+# by app.py) nor Flask's command line (which reads .env itself) loads one.
+NO_ENV_FILE = {"DESK_ENV_FILE": "", "FLASK_SKIP_DOTENV": "1"}
+
+
 def desk_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
+    env.update(NO_ENV_FILE)
     env.update(
         DESK_SECRET_KEY="test-secret",
         DESK_DATABASE_URL=database_url,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.servers import BIN, ROOT, free_port, tail, wait_healthy
+from tests.servers import BIN, NO_ENV_FILE, ROOT, free_port, tail, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +32,7 @@ class DemoRun:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
+        env.update(NO_ENV_FILE)
         env.update(PORT=str(self.port), BIN=str(BIN), DESK_DATABASE_URL=f"sqlite:///{database}",
                    DESK_SIMULATE_RATE="20")  # a call every 3 s: the test need not wait long
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop)
@@ -99,6 +100,9 @@ def test_make_run_shows_live_calls_a_dial_and_working_buttons(demo: DemoRun, pag
     # end: the row shows Dialling now and Answered once it ended (checked below).
     page.get_by_label("Number to dial").fill("082 000 1234")
     page.get_by_label("Number to dial").press("Enter")
+    # The agent is on the mediaservice call still: the desk asks first.
+    expect(page.locator("#dial-confirm-msg")).to_contain_text("You are on a call already")
+    page.get_by_role("button", name="Dial anyway").click()
     dialled = page.locator("#calls-mine .call", has_text="0820001234")
     expect(dialled).to_have_count(1)
     expect(dialled).to_contain_text("Dialling")

@@ -106,24 +106,33 @@ VALID = [
     ("reference", "", None, None),  # generated
 ]
 INVALID = [
-    ("agent", "12", "expected a 3 or 4 digit extension"),
-    ("agent", "12345", "expected a 3 or 4 digit extension"),
-    ("agent", "ext1", "expected a 3 or 4 digit extension"),
-    ("callee", "082000123", "(9 digits)"),  # one short
-    ("callee", "08200012345", "expected 10 digits starting 0"),  # 11 starting 0
-    ("callee", "278200012345", "expected 10 digits starting 0"),  # 12 starting 27
-    ("callee", "00278200012", "expected 10 digits starting 0"),  # 11 starting 00
-    ("callee", "00278200012345678", "(17 digits)"),  # 17 starting 00: one too many
-    ("callee", "082 ABC 1234", "expected 10 digits starting 0"),
-    ("callee", "", "the number to dial is missing"),
-    ("outbound_id", "2782000123", "expected 'random'"),  # 10 starting 27
-    ("outbound_id", "082000123", "expected 'random'"),
-    ("outbound_id", "tvc_", "a campaign caller ID is 'tvc_' followed by"),
-    ("outbound_id", "", "the outbound caller ID is missing"),
-    ("reference", "a" * 231, "received 231 characters; at most 230"),  # one too long
-    ("reference", "has space", "which contains ' '"),
-    ("reference", "müller", "which contains 'ü'"),
+    ("agent", "12", "Type a 3 or 4 digit extension, like 1001, or a phone number"),
+    ("agent", "12345", "Type a 3 or 4 digit extension, like 1001, or a phone number"),
+    ("agent", "ext1", "Type a 3 or 4 digit extension, like 1001, or a phone number"),
+    ("agent", "999", "No agent has extension 999. Pick an agent from the list"),  # nobody's
+    ("callee", "082000123", "has 10 digits, like 082 000 1234; this one has 9."),  # one short
+    ("callee", "08200012345", "has 10 digits, like 082 000 1234; this one has 11."),
+    ("callee", "278200012345", "A number starting 27 has 11 digits"),  # 12 starting 27
+    ("callee", "00278200012", "has 11 to 14 more digits; this one has 9."),  # 11 starting 00
+    ("callee", "00278200012345678", "this one has 15."),  # 17 starting 00: one too many
+    ("callee", "082 ABC 1234", "Take out \u201cA\u201d, \u201cB\u201d, \u201cC\u201d."),
+    ("callee", "", "Type the number to dial, for example 082 000 1234."),
+    ("outbound_id", "2782000123", "Type random, tvc_ and a campaign name"),  # 10 starting 27
+    ("outbound_id", "082000123", "Type random, tvc_ and a campaign name"),
+    ("outbound_id", "tvc_", "After tvc_ type the campaign name"),
+    ("outbound_id", "", "Type the caller ID to show"),
+    ("reference", "a" * 231, "at most 230 characters; this one has 231."),  # one too long
+    ("reference", "has space", "Take out the spaces."),
+    ("reference", "müller", "Take out \u201cü\u201d."),
 ]
+
+
+@pytest.fixture
+def users(users: dict[str, int], app: Flask) -> dict[str, int]:
+    """The standard people, and dee with a 4-digit extension to dial on behalf of."""
+    from tests.conftest import add_user
+
+    return {**users, "dee": add_user(app, "dee", extension="1001")}
 
 
 def _wire_check(pbx: TeleforgeStandIn, name: str, sent: str | None) -> None:
@@ -472,8 +481,10 @@ def test_an_api_retry_with_the_same_reference_or_key_places_one_call(
     assert "reference" in again.json["errors"]
 
     keyed = {**headers, "Idempotency-Key": "crm-retry-1"}
-    assert client.post("/api/v1/dial", json=GOOD, headers=keyed).status_code == 201
-    assert client.post("/api/v1/dial", json=GOOD, headers=keyed).status_code == 409
+    sure = {**GOOD, "confirm": True}  # ann is on the first call: dial anyway
+    assert client.post("/api/v1/dial", json=sure, headers=keyed).status_code == 201
+    retried = client.post("/api/v1/dial", json=sure, headers=keyed)
+    assert retried.status_code == 409 and "sent already" in retried.json["message"]
     assert len(pbx.dials) == 2
 
 

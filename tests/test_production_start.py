@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import BIN, ROOT, free_port, tail, wait_healthy
+from tests.servers import BIN, NO_ENV_FILE, ROOT, free_port, tail, wait_healthy
 from tests.services import shared_redis_url
 
 PASSWORD = "correct-horse-battery"
@@ -42,6 +42,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any desk setting or virtualenv of ours."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("DESK_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(NO_ENV_FILE)
     env.update(extra)
     return env
 

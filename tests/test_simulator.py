@@ -29,7 +29,7 @@ from desk.providers.mediaservice.simulator import DOMAIN
 from desk.simulator.traffic import Traffic
 from tests.conftest import PASSWORD, REDIS_URL, require
 from tests.mediaservice_standin import key_pair
-from tests.servers import ROOT, LiveServer, flask_cli, prepare
+from tests.servers import NO_ENV_FILE, ROOT, LiveServer, flask_cli, prepare
 
 # Almost no calls of the desk's own: tests start the calls they look at.
 QUIET_RATE = "0.0001"
@@ -41,6 +41,7 @@ def demo_env(database_url: str, **extra: str) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESK_")}
+    env.update(NO_ENV_FILE)
     env.update(DESK_DATABASE_URL=database_url, DESK_SIMULATE_RATE=QUIET_RATE, DESK_DEMO="1",
                DESK_WS_PING_INTERVAL="5", **extra)
     return env

@@ -1,13 +1,15 @@
-"""``/api/v1/calls``: live calls, call history with filters and paging, one call.
+"""``/api/v1/calls``: live calls, call history with filters and paging, one call, and
+``/api/v1/calls.csv``, the history as CSV.
 
 Query parameters are checked before any query runs and a bad one is answered 400 naming
 it: ``limit`` and ``before`` are ASCII whole numbers in range (``before`` up to the largest
-id, ``desk.errors.MAX_ID``), ``since``/``until`` ISO 8601 times that exist in UTC too.
+id, ``desk.errors.MAX_ID``), ``since``/``until`` ISO 8601 times that exist in UTC too
+(``desk.api.params``). The CSV is the history page's export itself
+(``desk.web.history.csv_response``): the same filters, the same visibility, the same cells.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, abort, jsonify, request
@@ -16,39 +18,16 @@ from sqlalchemy import select
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR, param
-from desk.errors import MAX_ID, whole_number
+from desk.api.params import when, whole
+from desk.domain.outcomes import OUTCOMES
+from desk.errors import MAX_ID
 from desk.extensions import db
 from desk.models import LIVE_STATES, Call, User
 from desk.services import queries
 from desk.services.visibility import load_visible, visible_calls
+from desk.web import history
 
 MAX_LIMIT = 200
-
-
-def _when(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        # Stored times are UTC: 9999-12-31T23:59:59-23:00 parses, but is past year 9999 there.
-        return value.astimezone(UTC)
-    except ValueError:
-        abort(400, f"'{name}' must be an ISO 8601 date or time, e.g. 2026-11-22T08:00:00Z.")
-    except OverflowError:
-        abort(400, f"'{name}' is out of range: it must be a time between the years 1 and 9999 "
-                   "in UTC.")
-
-
-def _int(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    value = whole_number(raw, low, high)
-    if value is None:
-        abort(400, f"'{name}' must be a whole number from {low} to {high}, not {raw[:20]!r}.")
-    return value
 
 
 @bp.get("/calls")
@@ -56,8 +35,8 @@ def list_calls() -> Response:
     state = request.args.get("state", "live")
     if state not in ("live", "ended", "all"):
         abort(400, "'state' must be live, ended or all.")
-    limit = _int("limit", 50, 1, MAX_LIMIT)
-    before = _int("before", 0, 0, MAX_ID)
+    limit = whole("limit", 50, 1, MAX_LIMIT)
+    before = whole("before", 0, 0, MAX_ID)
     query = select(Call)
     if state == "live":
         query = query.where(Call.state.in_(LIVE_STATES))
@@ -70,9 +49,9 @@ def list_calls() -> Response:
         query = query.join(User, Call.agent_id == User.id).where(User.name == agent)
     if number := request.args.get("number"):
         query = query.where(queries.number_contains(number.strip()))
-    if since := _when("since"):
+    if since := when("since"):
         query = query.where(Call.started_at >= since)
-    if until := _when("until"):
+    if until := when("until"):
         query = query.where(Call.started_at < until)
     if before:
         query = query.where(Call.id < before)
@@ -82,6 +61,11 @@ def list_calls() -> Response:
         calls=[call.to_json() for call in page],
         next_before=page[-1].id if more and page else None,
     )
+
+
+@bp.get("/calls.csv")
+def calls_csv() -> Response:
+    return history.csv_response(current_user, history.CallFilters.from_request())
 
 
 @bp.get("/calls/<int:call_id>")
@@ -124,6 +108,35 @@ PATHS: dict[str, Any] = {
                         },
                     }}},
                 },
+                "400": ERROR, "401": ERROR,
+            },
+        }
+    },
+    "/calls.csv": {
+        "get": {
+            "summary": "Call history as CSV",
+            "description": "The export of the history page (`/history.csv`): the same filters, "
+            "the same calls (agents: the calls they answered; supervisors: all), newest first, "
+            "streamed. Times are in `DESK_TIMEZONE`; a cell a spreadsheet would read as a "
+            "formula (starting `=`, `+`, `-`, `@`, tab or carriage return) starts with `'`.",
+            "parameters": [
+                param("number", "calling or called number contains this (at most 64 "
+                      "characters)", {"type": "string", "maxLength": 64}),
+                param("agent", "only calls of the user with this id (supervisors)",
+                      {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+                param("provider", "only this provider",
+                      {"type": "string", "enum": list(history.PROVIDERS)}),
+                param("outcome", "only calls with this outcome",
+                      {"type": "string", "enum": list(OUTCOMES)}),
+                param("from", "started on or after this day (YYYY-MM-DD, DESK_TIMEZONE)",
+                      {"type": "string", "format": "date"}),
+                param("to", "started on or before this day (YYYY-MM-DD, DESK_TIMEZONE)",
+                      {"type": "string", "format": "date"}),
+            ],
+            "responses": {
+                "200": {"description": "CSV with a header row: "
+                        + ", ".join(history.CSV_COLUMNS),
+                        "content": {"text/csv": {"schema": {"type": "string"}}}},
                 "400": ERROR, "401": ERROR,
             },
         }

@@ -1,7 +1,10 @@
 """``POST /api/v1/dial``: click-to-dial for scripts and CRMs, same rules as the dial form.
 
-The body is JSON ``{"callee", "outbound_id", "reference"?, "agent"?}``. Agents dial from
-their own extension; a supervisor's token may name any ``agent``. A retry is safe when it
+The body is JSON ``{"callee", "outbound_id", "reference"?, "agent"?, "confirm"?}``. Agents
+dial from their own extension; a supervisor's token may name any ``agent`` (an extension
+someone has, or a phone number). A dial whose first ring goes to someone already on a call,
+or to another person who is offline, is answered 409 with ``needs_confirmation`` and the
+``questions``; the same body with ``"confirm": true`` places it. A retry is safe when it
 carries the same ``reference`` (or ``Idempotency-Key`` header, which is per user): the second
 request places no call and answers 409 with the first call (left out when it is a call the
 caller may not see, ``desk.services.visibility``). Errors say which field and why, and whether
@@ -41,10 +44,13 @@ def post_dial() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, 'Send a JSON object: {"callee": "0820001234", "outbound_id": "random"}.')
-    unknown = sorted(set(body) - set(dial.FIELDS))
+    unknown = sorted(set(body) - {*dial.FIELDS, "confirm"})
     if unknown:
         abort(422, f"Unknown field(s) {', '.join(map(repr, unknown))}; "
-                   f"expected {', '.join(dial.FIELDS)}.")
+                   f"expected {', '.join(dial.FIELDS)} or confirm.")
+    confirm = body.get("confirm", False)
+    if not isinstance(confirm, bool):
+        abort(422, "'confirm' must be true or false (JSON booleans, not strings).")
     values = {name: _field(body, name) for name in dial.FIELDS}
     key = request.headers.get("Idempotency-Key", "").strip()
     user = db.session.get_one(User, current_user.id)
@@ -55,6 +61,17 @@ def post_dial() -> Response:
             db.session(), teleforge_client.client_for(current_app_object()),
             user=user, agent=values["agent"] or None, callee=values["callee"],
             outbound_id=values["outbound_id"], reference=values["reference"], attempt=attempt,
+            confirm=confirm,
+        )
+    except dial.DialNeedsConfirmation as question:
+        asked: dict[str, Any] = {"needs_confirmation": True, "questions": question.questions,
+                                 "source": "desk"}
+        if question.current_call is not None:
+            asked["current_call"] = question.current_call.to_json()
+        return error_response(
+            question.status,
+            f'{question.message} Send the same request with "confirm": true to dial anyway.',
+            **asked,
         )
     except dial.DialRefused as refused:
         extra: dict[str, Any] = {"errors": refused.errors, "source": "desk"}
@@ -94,6 +111,12 @@ _DIAL_ERROR = {"description": "Refused; `errors` maps fields to messages", "cont
             "may_have_dialled": {"type": "boolean",
                                  "description": "Check the board before dialling again."},
             "call": {"$ref": "#/components/schemas/Call"},
+            "needs_confirmation": {"type": "boolean", "description": "409 only: nothing was "
+                                   "placed; send the same body with \"confirm\": true to "
+                                   "dial anyway."},
+            "questions": {"type": "object", "additionalProperties": _TEXT,
+                          "description": "Why to confirm, by reason: on_call, offline."},
+            "current_call": {"$ref": "#/components/schemas/Call"},
         }},
     ]}}}}
 
@@ -105,7 +128,10 @@ PATHS: dict[str, Any] = {
             "call row appears at once in state `dialling`; Teleforge's notifications move it "
             "on. Numbers may be pasted with spaces, dashes, brackets and a leading `+` (sent "
             "as `00`). Send the same `reference` or `Idempotency-Key` to retry safely. Never "
-            "retried by the desk.",
+            "retried by the desk. When `agent` (or you) is on a call already, or `agent` is "
+            "someone else who is offline, the answer is 409 with `needs_confirmation`: send "
+            "the same body with `confirm: true` to dial anyway. An extension nobody has is "
+            "refused (422).",
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                             "description": "Makes a retry without `reference` safe.",
                             "schema": _TEXT}],
@@ -120,8 +146,12 @@ PATHS: dict[str, Any] = {
                     "reference": {"type": "string", "maxLength": 230,
                                   "description": "Letters, digits and . - _ ~; generated when "
                                   "empty"},
-                    "agent": {"type": "string", "description": "Extension (3 or 4 digits) or "
-                              "number to ring first; supervisors only, agents use their own"},
+                    "agent": {"type": "string", "description": "Extension (3 or 4 digits) of "
+                              "a person on the desk, or a number, to ring first; supervisors "
+                              "only, agents use their own"},
+                    "confirm": {"type": "boolean", "default": False,
+                                "description": "Dial even when the person rung first is on "
+                                "a call or offline (see 409)"},
                 },
             }}}},
             "responses": {

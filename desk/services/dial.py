@@ -3,13 +3,18 @@
 ``place_call`` is the service the dial form (``desk.web.dial``) and ``POST /api/v1/dial``
 (``desk.api.dial``) share. Order matters and is the point of this module:
 
-1. check every field with Teleforge's rules (``validate_dial``); mistakes go back by field;
-2. create the call row in state "dialling" (``ingest.start_outbound``), committed, so it is
+1. check every field with Teleforge's rules (``validate_dial``); mistakes go back by field,
+   and so does an extension no person has (``unknown_extension``: nobody's board would show
+   the call, and Teleforge would ring a phone nobody sits at);
+2. ask first (``DialNeedsConfirmation``, answered with ``confirm``) when the person rung
+   first is on a call already, or is someone else who is offline: both are usually a
+   mistake, sometimes meant;
+3. create the call row in state "dialling" (``ingest.start_outbound``), committed, so it is
    on every board at once. The reference is the row's ``provider_call_id``: it is how
    Teleforge's notifications find the row, and its unique index is what makes a double
    submit place one call (the form sends the same pre-generated reference twice);
-3. POST once to Teleforge. Never retried: a second POST could ring a customer twice;
-4. record the outcome in the audit log, in the same transaction as what it did to the row.
+4. POST once to Teleforge. Never retried: a second POST could ring a customer twice;
+5. record the outcome in the audit log, in the same transaction as what it did to the row.
    A dial Teleforge certainly did not place (refused, unreachable, rejected) ends the row as
    "failed" with the reason in ``action_error``; one it may have placed (timeout, 5xx, a
    dropped connection) stays "dialling" with a warning, because its notifications may still
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,13 +34,14 @@ from desk.db import end_reads
 from desk.domain.events import CallEvent
 from desk.domain.state import merge
 from desk.live.changes import AGENTS, CALLS, mark_changed
-from desk.models import Call, User, utcnow
+from desk.models import LIVE_STATES, Call, User, utcnow
 from desk.providers.teleforge.client import DialResult, TeleforgeClient, TeleforgeError
 from desk.providers.teleforge.rules import (
     PROVIDER,
     DialInvalid,
     DialRequest,
     generate_reference,
+    is_extension,
     normalise_number,
     payload,
     validate_dial,
@@ -67,6 +73,18 @@ class DialRefused(Exception):
         self.errors = dict(errors or {})
         self.warnings = dict(warnings or {})
         self.call = call
+
+
+class DialNeedsConfirmation(DialRefused):
+    """The dial is possible but probably a mistake: ask, and dial when asked again with
+    ``confirm``. ``questions`` says why, by reason (``on_call``, ``offline``), each a
+    sentence; ``message`` is all of them. ``current_call`` is the call the person rung first
+    is on, if that is the reason."""
+
+    def __init__(self, questions: dict[str, str], current_call: Call | None = None) -> None:
+        super().__init__(409, " ".join(questions.values()))
+        self.questions = dict(questions)
+        self.current_call = current_call
 
 
 @dataclass
@@ -117,6 +135,52 @@ def agent_user(session: Session, extension: str) -> User | None:
     ).first()
 
 
+def unknown_extension(session: Session, value: str) -> str | None:
+    """The message for an extension (3 or 4 digits) nobody has, else None.
+
+    A phone number to ring first is still allowed: Teleforge's "agent" may be "the first
+    number connected to the call". An extension is the desk's own people.
+    """
+    if not is_extension(value) or agent_user(session, value) is not None:
+        return None
+    return (f"No agent has extension {value}. Pick an agent from the list, or type a phone "
+            "number to ring first.")
+
+
+def _describe(call: Call) -> str:
+    other = (call.from_number if call.direction == "inbound" else call.to_number) or "?"
+    if call.state == "talking":
+        return f"talking with {other}"
+    if call.state == "ringing":
+        return f"a call {'from' if call.direction == 'inbound' else 'to'} {other} is ringing"
+    return f"dialling {other}"
+
+
+def _questions(
+    session: Session, user: User, owner: User | None, request: DialRequest
+) -> tuple[dict[str, str], Call | None]:
+    """Why this dial should be confirmed first (empty: it need not be), and the call the
+    person rung first is on. A call with this very reference does not count: that is the
+    same dial sent again, answered as a duplicate."""
+    if owner is None:
+        return {}, None
+    questions: dict[str, str] = {}
+    current = session.scalars(
+        select(Call).where(
+            Call.agent_id == owner.id, Call.state.in_(LIVE_STATES),
+            ~((Call.provider == PROVIDER) & (Call.provider_call_id == request.reference)),
+        ).order_by(Call.started_at.desc(), Call.id.desc()).limit(1)
+    ).first()
+    if current is not None:
+        who = "You are" if owner.id == user.id else f"{owner.name} is"
+        questions["on_call"] = f"{who} on a call already ({_describe(current)})."
+    if owner.id != user.id and owner.presence == "offline":
+        questions["offline"] = (
+            f"{owner.name} is offline, so nobody may answer extension {request.agent}."
+        )
+    return questions, current
+
+
 def resolve_agent(session: Session, user: User, agent: str | None) -> tuple[str, User | None]:
     """Which extension rings first, and whose call it is.
 
@@ -133,15 +197,27 @@ def resolve_agent(session: Session, user: User, agent: str | None) -> tuple[str,
         raise DialRefused(
             403, f"Agents dial from their own extension ({own or 'none set'}); "
             "ask a supervisor to dial on behalf of someone else.",
-            errors={"agent": f"you can only dial from your own extension ({own or 'none set'})"},
+            errors={"agent": f"You can only dial from your own extension ({own or 'none set'})."},
         )
     if not own:
         raise DialRefused(
-            422, "You have no extension, so Teleforge cannot ring you first. Ask an "
-            "administrator to set one (flask --app app users create ... --extension EXT).",
-            errors={"agent": "you have no extension set"},
+            422, "You have no extension, so the desk cannot ring you first. Ask an "
+            "administrator to give you one (users create ... --extension EXT).",
+            errors={"agent": "You have no extension, so the desk cannot ring you first."},
         )
     return own, user
+
+
+def _refuse_invalid(
+    session: Session, user: User, fields: dict[str, str], errors: dict[str, str],
+    warnings: dict[str, str], message: str = "Check the highlighted fields.",
+) -> NoReturn:
+    """Audit a dial refused for its input, and refuse it (422, messages by field)."""
+    end_reads(session)
+    audit.record(session, user_id=user.id, action="dial", outcome="invalid",
+                 detail={"fields": fields, "errors": errors})
+    session.commit()
+    raise DialRefused(422, message, errors=errors, warnings=warnings) from None
 
 
 def _end_failed(call: Call, message: str) -> None:
@@ -161,12 +237,15 @@ def place_call(
     outbound_id: str,
     reference: str,
     attempt: str | None = None,
+    confirm: bool = False,
 ) -> DialOutcome:
-    """Check, create the "dialling" row, POST to Teleforge once, audit. See the module doc.
+    """Check, ask, create the "dialling" row, POST to Teleforge once, audit. See the module
+    doc.
 
     Raises ``DialRefused`` for anything decided before Teleforge is asked (bad input, a
-    duplicate, not configured); returns a ``DialOutcome`` (possibly with ``error``) once a
-    row exists.
+    duplicate, not configured), ``DialNeedsConfirmation`` when the dial should be confirmed
+    and ``confirm`` is false; returns a ``DialOutcome`` (possibly with ``error``) once a row
+    exists.
     """
     if client is None:
         raise DialRefused(
@@ -177,20 +256,23 @@ def place_call(
     generated = not reference.strip()
     if generated:
         reference = reference_for_attempt(attempt) or generate_reference()
+    fields = {"agent": agent_value, "callee": callee, "outbound_id": outbound_id,
+              "reference": reference}
     try:
         request = validate_dial(agent_value, callee, outbound_id, reference)
     except DialInvalid as exc:
-        end_reads(session)
-        audit.record(
-            session, user_id=user.id, action="dial", outcome="invalid",
-            detail={"fields": {"agent": agent_value, "callee": callee,
-                               "outbound_id": outbound_id, "reference": reference},
-                    "errors": exc.errors},
-        )
-        session.commit()
-        raise DialRefused(
-            422, "Check the highlighted fields.", errors=exc.errors, warnings=exc.warnings
-        ) from None
+        errors = dict(exc.errors)
+        if "agent" not in errors and (
+            nobody := unknown_extension(session, normalise_number(agent_value))
+        ):
+            errors["agent"] = nobody  # every mistake at once
+        _refuse_invalid(session, user, fields, errors, exc.warnings)
+    if nobody := unknown_extension(session, request.agent):
+        _refuse_invalid(session, user, fields, {"agent": nobody}, request.warnings, nobody)
+
+    questions, current = _questions(session, user, owner, request)
+    if questions and not confirm:
+        raise DialNeedsConfirmation(questions, current)
 
     call = ingest.start_outbound(
         session, provider=PROVIDER, provider_call_id=request.reference,
@@ -215,8 +297,9 @@ def place_call(
                 "again. Use a new reference, or leave it empty to have one generated."
             )
         raise DialRefused(
-            409, message, errors={} if generated else {"reference": "this reference was used "
-                                                       "already"},
+            409, message, errors={} if generated else {
+                "reference": "This reference was used already: type another, or leave it empty."
+            },
             call=existing,
         )
 
@@ -224,6 +307,8 @@ def place_call(
     detail: dict[str, Any] = {"request": wire, "url": client.url}
     if owner is not None and owner.id != user.id:
         detail["on_behalf_of"] = owner.name
+    if questions:
+        detail["confirmed"] = questions
     if request.warnings:
         detail["warnings"] = request.warnings
     outcome = DialOutcome(call=call, request=request, reference_generated=generated,

@@ -3,6 +3,9 @@
 Besides the provider's buttons, supervisors have **Close call** on every live call: the desk
 ends it itself when the provider will not (``desk.services.sweeper``).
 
+The page holds the websocket like the boards: its row, counters and live indicator follow
+every change (``static/board/desk.js``).
+
 Buttons answer with the call's row as this person sees it (the websocket pushes the same
 change to everyone else). A refusal by the desk (not yours, wrong state, already pending)
 is a 4xx whose text desk.js shows; a refusal by the provider is shown inline on the row.
@@ -18,10 +21,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from desk.extensions import db
+from desk.extensions import db, hub
 from desk.live.render import row_for
 from desk.models import AuditEntry, Delivery, User
-from desk.services import actions
+from desk.services import actions, queries
 from desk.services.visibility import load_visible
 from desk.web import bp
 
@@ -102,4 +105,6 @@ def detail(call_id: int) -> str:
         + [("action", a.at, a) for a in audit],
         key=lambda item: item[1],
     )
-    return render_template("board/call.html", call=call, me=current_user, timeline=timeline)
+    # The header's counters and the status banner, as on the boards; /ws keeps them current.
+    return render_template("board/call.html", call=call, me=current_user, timeline=timeline,
+                           counts=queries.state_counts(db.session()), hub=hub)

@@ -4,8 +4,14 @@
 ``tel:`` links once the desk is registered as their handler). ``POST /dial/check?field=``
 answers one field's message as the agent types (htmx), using the very rules the submit
 uses. ``POST /dial`` places the call through ``desk.services.dial.place_call`` and answers the form
-again: empty with a confirmation, or with the messages under the fields. Form answers carry
-``X-Desk-Swap`` so htmx swaps them in even with an error status (``static/board/desk.js``).
+again: empty with a confirmation, with the messages under the fields, or with a question and
+a "Dial anyway" button that sends the form again with ``confirm=1`` (the person rung first
+is on a call, or offline). Form answers carry ``X-Desk-Swap`` so htmx swaps them in even
+with an error status (``static/board/desk.js``).
+
+``static/board/dial.js`` checks the simple rules as the person types (missing, characters,
+already too long) with the very texts of ``desk.providers.teleforge.rules``, handed to it in
+``CHECKS``; the server's answer for the field follows and has the last word.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from desk.extensions import current_app_object, db
 from desk.live.render import board_context
 from desk.models import User
 from desk.providers.teleforge import client as teleforge_client
+from desk.providers.teleforge import rules
 from desk.providers.teleforge.listener import listener_for
 from desk.providers.teleforge.rules import REFERENCE_MAX
 from desk.services import dial
@@ -30,13 +37,34 @@ from desk.web import bp
 from desk.web.auth import supervisor_required
 
 HINTS = {
-    "callee": "10 digits starting 0, 11 starting 27, or 13 to 16 starting 00. "
-    "Spaces, dashes, brackets and a leading + are fine.",
-    "outbound_id": "random, tvc_<campaign>, 27… (11 digits, recommended) or 0… (10 digits).",
+    "callee": "10 digits starting 0, 11 starting 27, or + and 11 to 14 digits. "
+    "Spaces, dashes and brackets are fine.",
+    "outbound_id": "random, tvc_ and a campaign name, or a number starting 27 (11 digits).",
     "reference": f"Letters, digits and . - _ ~, at most {REFERENCE_MAX}. "
     "Left empty, the desk makes one.",
-    "agent": "The extension Teleforge rings first.",
+    "agent": "The extension rung first: pick an agent from the list.",
 }
+
+# The rules static/board/dial.js checks while typing, with the server's own texts.
+CHECKS: dict[str, dict[str, Any]] = {
+    "callee": {
+        "required": rules.NUMBER_MISSING,
+        "number": True,  # normalised first, as rules.normalise_number does
+        "digits": rules.NUMBER_DIGITS,
+        "allowed": "[0-9]",
+        "characters": rules.NUMBER_CHARACTERS,
+        "longest": [[prefix, skip, most, message]
+                    for prefix, skip, _fewest, most, message in rules.NUMBER_LENGTHS],
+    },
+    "outbound_id": {"required": rules.OUTBOUND_MISSING},
+    "reference": {
+        "length": [REFERENCE_MAX, rules.REFERENCE_TOO_LONG],
+        "allowed": "[A-Za-z0-9._~-]",
+        "characters": rules.REFERENCE_CHARACTERS,
+    },
+    "agent": {"required": rules.AGENT_MISSING},
+}
+CHARACTER_NAMES = {"names": rules.CHARACTER_NAMES, "most": rules.NAMED_AT_MOST}
 
 
 def _people() -> list[User]:
@@ -70,6 +98,10 @@ def form_state(
         "attempt": uuid.uuid4().hex,
         "caller_ids": caller_ids,
         "people": _people() if user.is_supervisor else [],
+        "checks": CHECKS,
+        "character_names": CHARACTER_NAMES,
+        "confirm": None,
+        "answer": False,
     }
     state.update(extra)
     if check:
@@ -89,6 +121,8 @@ def _notes_for(values: dict[str, str], state: dict[str, Any]) -> None:
         if not raw.strip() or name in state["errors"]:
             continue
         value, error, warning = dial.check_field(name, raw)
+        if name == "agent" and not error:
+            error = dial.unknown_extension(db.session(), value)
         if error:
             state["errors"][name] = error
             continue
@@ -129,6 +163,8 @@ def _number_from(raw: str) -> str:
 
 
 def _page(state: dict[str, Any], status: int = 200) -> ResponseReturnValue:
+    if request.method == "POST":
+        state["answer"] = True  # dial.js moves the focus: first mistake, question, or number
     if request.headers.get("HX-Request"):
         response = current_app.make_response(
             (render_template("board/_dial_form.html", dial=state, me=current_user), status)
@@ -181,7 +217,15 @@ def dial_submit() -> ResponseReturnValue:
             agent=values["agent"] if user.is_supervisor else None,
             callee=values["callee"], outbound_id=values["outbound_id"],
             reference=values["reference"], attempt=form.get("attempt"),
+            confirm=form.get("confirm") == "1",
         )
+    except dial.DialNeedsConfirmation as question:
+        # Nothing was placed: the same input and the same one-time token, sent again with
+        # confirm=1 by the question's button.
+        state = form_state(user, values)
+        state["attempt"] = form.get("attempt") or state["attempt"]
+        state["confirm"] = {"text": f"{question.message} Dial anyway?"}
+        return _page(state, question.status)
     except dial.DialRefused as refused:
         keep = refused.status != 409 or bool(refused.errors)
         state = form_state(user, values if keep else {"outbound_id": values["outbound_id"]})

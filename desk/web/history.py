@@ -217,8 +217,13 @@ def _csv_row(call: Call, tz: ZoneInfo) -> list[str]:
 @bp.get("/history.csv")
 @login_required
 def history_csv() -> Response:
-    filters = CallFilters.from_request()  # validated before the first byte is sent
-    query = calls_query(current_user, filters).execution_options(yield_per=CSV_BATCH)
+    return csv_response(current_user, CallFilters.from_request())
+
+
+def csv_response(user: User, filters: CallFilters) -> Response:
+    """The streamed CSV of ``user``'s history with ``filters`` (validated before the first
+    byte is sent); ``GET /api/v1/calls.csv`` answers with this too."""
+    query = calls_query(user, filters).execution_options(yield_per=CSV_BATCH)
     tz = _tz()
 
     def generate() -> Iterator[str]:

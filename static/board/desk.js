@@ -2,7 +2,8 @@
  *
  * Rows arrive over the websocket as out-of-band swaps carrying data-section (the list
  * they belong in). htmx replaces a row that exists in place; this file moves a replaced
- * row to its new list when its section changed, and inserts rows htmx had no target for. */
+ * row to its new list when its section changed, and addresses a new row to the top of its
+ * list before htmx sees the frame (the "desk-live" extension on the page's ws-connect). */
 (function () {
   "use strict";
 
@@ -24,15 +25,58 @@
     }
   }
 
-  document.addEventListener("htmx:oobErrorNoTarget", function (event) {
-    var row = event.detail.content;
-    if (row && row.dataset && row.dataset.section && document.getElementById(row.dataset.section)) {
-      place(row);
-      if (window.htmx) window.htmx.process(row);
-      trim();
-      tick();
+  // Every element of a /ws frame is an out-of-band swap, by its id unless hx-swap-oob names
+  // a target. A frame may name what this page lacks: a new call's row, a list or panel of
+  // another page (the call page and the wallboard get the board's snapshot), a row to delete
+  // that was never here. htmx would log each as htmx:oobErrorNoTarget and drop it; instead,
+  // a new row is wrapped to go to the top of its data-section list, and the rest is left out.
+  // `here` follows the frame's own effect, so a row the frame adds and then updates is
+  // inserted once.
+  function swapTarget(el) {
+    var spec = el.getAttribute("hx-swap-oob") || "true";
+    var colon = spec.indexOf(":");
+    return colon > 0 ? spec.slice(colon + 1) : "#" + CSS.escape(el.id);
+  }
+  function exists(selector) {
+    try { return !!document.querySelector(selector); } catch (err) { return false; }
+  }
+  function addressFrame(text) {
+    var template = document.createElement("template");
+    template.innerHTML = text;
+    var here = {};
+    var changed = false;
+    var items = Array.prototype.slice.call(template.content.children);
+    for (var i = 0; i < items.length; i++) {
+      var el = items[i];
+      var spec = el.getAttribute("hx-swap-oob") || "true";
+      var selector = swapTarget(el);
+      var present = Object.prototype.hasOwnProperty.call(here, selector) ? here[selector] : exists(selector);
+      if (present) {
+        if (spec === "delete") here[selector] = false;
+        continue;
+      }
+      changed = true;
+      var list = el.dataset.section;
+      if (spec !== "delete" && el.id && list && document.getElementById(list)) {
+        var wrapper = document.createElement("div");
+        wrapper.setAttribute("hx-swap-oob", "afterbegin:#" + CSS.escape(list));
+        el.removeAttribute("hx-swap-oob");
+        el.replaceWith(wrapper);
+        wrapper.appendChild(el);
+        here[selector] = true;
+      } else {
+        el.remove();
+      }
     }
-  });
+    return changed ? template.innerHTML : text;
+  }
+  if (window.htmx) {
+    window.htmx.defineExtension("desk-live", {
+      transformResponse: function (text, xhr) {
+        return xhr ? text : addressFrame(text);  // no xhr: a websocket frame
+      }
+    });
+  }
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     place(event.target);
     trim();
@@ -74,6 +118,12 @@
     }
     var banner = document.getElementById("offline-banner");
     if (banner) banner.hidden = true;
+    // A request that failed for want of a connection said so; the connection is back.
+    var toast = document.getElementById("toast");
+    if (toast && toast.dataset.kind === "offline") {
+      toast.hidden = true;
+      delete toast.dataset.kind;
+    }
   }
   document.addEventListener("htmx:wsOpen", online);
   document.addEventListener("htmx:wsClose", offline);
@@ -120,6 +170,7 @@
     var xhr = event.detail.xhr;
     toast.textContent = (xhr && xhr.responseText && xhr.responseText.length < 300)
       ? xhr.responseText : "That did not work (" + (xhr ? xhr.status : "network") + "). Try again.";
+    delete toast.dataset.kind;
     toast.hidden = false;
     clearTimeout(toast._timer);
     toast._timer = setTimeout(function () { toast.hidden = true; }, 6000);
@@ -128,6 +179,8 @@
     var toast = document.getElementById("toast");
     if (!toast) return;
     toast.textContent = "The desk cannot be reached. Check the connection and try again.";
+    toast.dataset.kind = "offline";  // hidden again when the websocket is back (online)
+    clearTimeout(toast._timer);
     toast.hidden = false;
   });
 })();

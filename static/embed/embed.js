@@ -194,7 +194,7 @@
       document.removeEventListener("htmx:afterRequest", done);
       if (event.detail.successful) { post("ack", okData, id); return; }
       var xhr = event.detail.xhr;
-      var shown = document.querySelectorAll("#dial .dial__banner--error, #dial .field-msg--error");
+      var shown = document.querySelectorAll("#dial .dial__banner--error, #dial .field-msg--error, #dial-confirm-msg");
       var texts = [];
       for (var i = 0; i < shown.length; i++) texts.push(shown[i].textContent.trim());
       var text = texts.join(" ") || (xhr && xhr.responseText && xhr.responseText.length < 300 ? xhr.responseText : "");

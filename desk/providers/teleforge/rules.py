@@ -43,19 +43,55 @@ _VERSION = re.compile(r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?", re.IGNORECASE
 _PUNCTUATION = re.compile(r"[\s\u200b-\u200d\u2060\ufeff\-\u2010-\u2015\u2212.()\[\]/]")
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 
-CALLEE_EXPECTED = (
-    "10 digits starting 0 (0820001234), 11 digits starting 27 (27820001234) "
-    "or 13 to 16 digits starting 00 (0027820001234)"
+# What the dial form says, in the words of someone typing a number: what to type, never
+# why the PBX needs it. ``{n}`` is a count, ``{chars}`` the characters to take out
+# (``name_characters``). The form's checks while typing (static/board/dial.js, given these
+# texts by desk.web.dial) show the same words for the simple rules: missing, characters, and
+# numbers that are already too long.
+NUMBER_MISSING = "Type the number to dial, for example 082 000 1234."
+NUMBER_CHARACTERS = (
+    "A phone number has only digits, spaces, dashes and brackets, and + only at the start. "
+    "Take out {chars}."
 )
-AGENT_EXPECTED = f"a 3 or 4 digit extension (1001), or a phone number: {CALLEE_EXPECTED}"
-OUTBOUND_EXPECTED = (
-    "'random', 'tvc_<campaign>', 11 digits starting 27 (27820001234, recommended) "
-    "or 10 digits starting 0 (0820001234)"
+NUMBER_DIGITS = "Type the number with the digits 0 to 9."
+NUMBER_START = (
+    "Start the number with 0 (082 000 1234), 27 (27 82 000 1234) or + (+27 82 000 1234)."
 )
-REFERENCE_EXPECTED = (
-    f"letters, digits and . - _ ~ only, at most {REFERENCE_MAX} characters; "
-    "leave it empty to have one generated"
+# (prefix, digits before the counted ones, fewest, most, message): the document's three forms.
+NUMBER_LENGTHS: tuple[tuple[str, int, int, int, str], ...] = (
+    ("00", 2, 11, 14, "A number starting + or 00 has 11 to 14 more digits; this one has {n}."),
+    ("0", 0, 10, 10, "A number starting 0 has 10 digits, like 082 000 1234; this one has {n}."),
+    ("27", 0, 11, 11,
+     "A number starting 27 has 11 digits, like 27 82 000 1234; this one has {n}."),
 )
+AGENT_MISSING = (
+    "Type the extension to ring first, for example 1001, or pick an agent from the list."
+)
+AGENT_INVALID = (
+    "Type a 3 or 4 digit extension, like 1001, or a phone number to ring first, "
+    "like 082 000 1234."
+)
+OUTBOUND_MISSING = "Type the caller ID to show, or pick one from the list."
+OUTBOUND_INVALID = (
+    "Type random, tvc_ and a campaign name (tvc_sales), or a number: 11 digits starting 27 "
+    "(27 82 000 1234) or 10 digits starting 0."
+)
+OUTBOUND_CAMPAIGN = (
+    "After tvc_ type the campaign name: 1 to 100 letters, digits or . - _ ~ (tvc_sales)."
+)
+OUTBOUND_NATIONAL = (
+    "{value} works, but providers often reject a caller ID starting 0; use {recommended} "
+    "instead."
+)
+REFERENCE_TOO_LONG = (
+    f"A reference has at most {REFERENCE_MAX} characters; this one has {{n}}. Shorten it, or "
+    "leave it empty and the desk makes one."
+)
+REFERENCE_CHARACTERS = "A reference has only letters, digits and . - _ ~. Take out {chars}."
+# How a message names characters nobody can see.
+CHARACTER_NAMES = {" ": "the spaces", "\t": "the tabs", "\n": "the line breaks",
+                   "\r": "the line breaks"}
+NAMED_AT_MOST = 10
 
 
 # --- the dial form -------------------------------------------------------------------------
@@ -99,42 +135,61 @@ def normalise_number(raw: str) -> str:
     return text
 
 
+def is_extension(value: str) -> bool:
+    """A normalised agent value that is an extension (3 or 4 digits), not a phone number."""
+    return bool(_EXTENSION.fullmatch(value))
+
+
 def _is_callee(number: str) -> bool:
     return any(form.fullmatch(number) for form in _CALLEE_FORMS)
 
 
-def _received(raw: str, normalised: str) -> str:
-    """How a message quotes what the person typed, and what we made of it when different."""
-    shown = raw.strip()
-    digits = sum(ch.isdigit() for ch in normalised)
-    if shown != normalised:
-        return f"{shown[:40]!r} (read as {normalised[:40]!r}, {digits} digits)"
-    return f"{shown[:40]!r} ({digits} digits)" if normalised.isdigit() else f"{shown[:40]!r}"
+def name_characters(chars: set[str]) -> str:
+    """``{"/", " "}`` → ``the spaces, “/”``: each character once, in code point order."""
+    names: list[str] = []
+    for ch in sorted(chars)[:NAMED_AT_MOST]:
+        name = CHARACTER_NAMES.get(ch, f"\u201c{ch}\u201d")
+        if name not in names:
+            names.append(name)
+    return ", ".join(names)
+
+
+def _number_problem(value: str) -> str:
+    """What is wrong with a normalised number that fits none of the forms."""
+    bad = {ch for ch in value if ch not in "0123456789"}
+    if any(ch.isdecimal() for ch in bad):  # digits of another script (Arabic-Indic, full-width)
+        return NUMBER_DIGITS
+    if bad:
+        return NUMBER_CHARACTERS.format(chars=name_characters(bad))
+    for prefix, skip, _fewest, _most, message in NUMBER_LENGTHS:
+        if value.startswith(prefix):
+            return message.format(n=len(value) - skip)
+    return NUMBER_START
 
 
 def _check_agent(raw: str) -> tuple[str, str | None]:
     value = normalise_number(raw)
     if not value:
-        return value, f"the agent extension is missing; expected {AGENT_EXPECTED}"
-    if _EXTENSION.fullmatch(value) or _is_callee(value):
+        return value, AGENT_MISSING
+    if is_extension(value) or _is_callee(value):
         return value, None
-    return value, f"received {_received(raw, value)}; expected {AGENT_EXPECTED}"
+    return value, AGENT_INVALID
 
 
 def _check_callee(raw: str) -> tuple[str, str | None]:
     value = normalise_number(raw)
     if not value:
-        return value, f"the number to dial is missing; expected {CALLEE_EXPECTED}"
+        return value, NUMBER_MISSING
     if _is_callee(value):
         return value, None
-    return value, f"received {_received(raw, value)}; expected {CALLEE_EXPECTED}"
+    return value, _number_problem(value)
 
 
 def _check_outbound(raw: str) -> tuple[str, str | None, str | None]:
     """Returns (value, error, warning)."""
     text = raw.strip()
     if not text:
-        return text, f"the outbound caller ID is missing; expected {OUTBOUND_EXPECTED}", None
+        return text, OUTBOUND_MISSING, None
     if text.lower() == "random":
         return "random", None, None
     campaign = _OUTBOUND_CAMPAIGN.fullmatch(text)
@@ -148,37 +203,21 @@ def _check_outbound(raw: str) -> tuple[str, str | None, str | None]:
         return value, None, None
     if _OUTBOUND_NATIONAL.fullmatch(value):
         recommended = "27" + value[1:]
-        return (
-            value,
-            None,
-            (
-                f"{value} is allowed, but providers often reject a caller ID starting 0; "
-                f"{recommended} is the recommended form"
-            ),
-        )
+        return value, None, OUTBOUND_NATIONAL.format(value=value, recommended=recommended)
     if text.lower().startswith("tvc_"):
-        return (
-            text,
-            (
-                f"received {text[:40]!r}; a campaign caller ID is 'tvc_' followed by 1 to 100 "
-                "letters, digits or . - _ ~"
-            ),
-            None,
-        )
-    return value, f"received {_received(raw, value)}; expected {OUTBOUND_EXPECTED}", None
+        return text, OUTBOUND_CAMPAIGN, None
+    return value, OUTBOUND_INVALID, None
 
 
 def _check_reference(raw: str) -> tuple[str, str | None]:
     value = raw.strip()
     if len(value) > REFERENCE_MAX:
-        return value, (
-            f"received {len(value)} characters; at most {REFERENCE_MAX} are allowed "
-            "(Teleforge would cut the rest off and its notifications would no longer match)"
-        )
-    bad = sorted({ch for ch in value if not _REFERENCE_CHAR.fullmatch(ch)})
+        # Refused, never cut: Teleforge would keep only the start, and its notifications
+        # would then name a reference no row has.
+        return value, REFERENCE_TOO_LONG.format(n=len(value))
+    bad = {ch for ch in value if not _REFERENCE_CHAR.fullmatch(ch)}
     if bad:
-        shown = ", ".join(repr(ch) for ch in bad[:10])
-        return value, f"received {value[:40]!r}, which contains {shown}; use {REFERENCE_EXPECTED}"
+        return value, REFERENCE_CHARACTERS.format(chars=name_characters(bad))
     return value, None
 
 
