@@ -1,6 +1,6 @@
 """The benchmark suite behind ``make bench``: prints numbers and writes bench/RESULTS.md.
 
-Four parts, all against README's production command (gunicorn, gevent worker,
+Five parts, all against README's production command (gunicorn, gevent worker,
 ``--worker-connections 5000``), loopback only, every loop bounded:
 
 1. **Ingestion.** C callers post whole calls (3 deliveries each) as fast as answers come
@@ -14,7 +14,10 @@ Four parts, all against README's production command (gunicorn, gevent worker,
    board (p50/p99/max), for the desk and the peer.
 3. **Capacity.** One worker: boards opened in steps; memory per board, and webhook response
    times (under a light steady load that is fanned out to every board) until p99 > 100 ms.
-4. The machine, date and command, into RESULTS.md (regenerated on every run).
+4. **Recovery from faults** (``bench/faults.py``, not in ``--quick``): Redis and PostgreSQL
+   restarted, a worker killed, rendering broken, under load; seconds until every board is
+   correct again.
+5. The machine, date and command, into RESULTS.md (regenerated on every run).
 
     python bench/run.py            # full run, about 12 minutes on 2 cores
     python bench/run.py --quick    # about a minute
@@ -39,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import traffic  # noqa: E402
+from bench import faults, traffic  # noqa: E402
 from bench.common import (  # noqa: E402
     BIN,
     PASSWORD,
@@ -416,6 +419,8 @@ def render(out: dict[str, Any]) -> str:
     lines += ["", f"Most boards one worker held with webhook p99 ≤ 100 ms: **{best}** "
               f"(largest step tried: {out['capacity'][-1]['boards'] if out['capacity'] else 0}; "
               "gunicorn's `--worker-connections 5000` caps a worker)."]
+    if isinstance(out.get("faults"), dict):
+        lines += ["", *faults.render(out["faults"])]
     if out["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in out["notes"]]
     return "\n".join(lines) + "\n"
@@ -424,7 +429,8 @@ def render(out: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a one-minute run")
-    parser.add_argument("--only", choices=["ingestion", "capacity"], help="run one part")
+    parser.add_argument("--only", choices=["ingestion", "capacity", "faults"],
+                        help="run one part")
     parser.add_argument("--targets", help="comma-separated target labels' apps/db filter, "
                         "e.g. 'desk' or 'peer' (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write")
@@ -449,6 +455,9 @@ def main() -> None:
                 ingestion_and_latency(plan, target, keys, out)
         if args.only in (None, "capacity"):
             capacity(plan, keys, out)
+    if args.only == "faults" or (args.only is None and not args.quick):
+        log("recovery from faults")
+        faults.run_part(out, log)
     out["seconds"] = time.monotonic() - started
     RAW.parent.mkdir(exist_ok=True)
     RAW.write_text(json.dumps(out, indent=1, default=str))

@@ -106,11 +106,23 @@ def register_live(app: Flask) -> None:
     from desk.live.views import bp as live_bp
 
     app.register_blueprint(live_bp)
+    from sqlalchemy.engine import Engine
+
+    from desk.extensions import db
+    from desk.live import sequence
+
+    def engine() -> Engine:
+        assert db.engine is not None  # (register_extensions ran first)
+        return db.engine
+
     hub.configure(
         renderer=lambda changes, roles: render_changes(app, changes, roles),
         redis_url=app.config["DESK_REDIS_URL"],
         status_renderer=lambda: render_status(app),
         channel=app.config["DESK_REDIS_CHANNEL"],
+        latest=lambda: sequence.latest(engine()),
+        catch_up=lambda after, missing: sequence.since(engine(), after, missing),
+        catch_up_interval=app.config["DESK_LIVE_CATCHUP_INTERVAL"],
     )
 
 

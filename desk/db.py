@@ -3,8 +3,10 @@
 Models live in ``desk.models``; services (``desk.services``) own transactions. This module
 only builds the engine for ``DESK_DATABASE_URL`` (SQLite gets WAL, a busy timeout and real
 SAVEPOINTs; PostgreSQL works as is) and wires the session so that whatever a transaction
-marked as changed (``desk.live.changes``) is handed to the live hub *after* the commit
-succeeds — a browser never sees a state that was rolled back.
+marked as changed (``desk.live.changes``) is numbered in the same transaction
+(``desk.live.sequence``) and handed to the live hub *after* the commit succeeds — a browser
+never sees a state that was rolled back, and no committed change depends on this process
+living long enough to publish it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from desk.live import changes
+from desk.live import changes, sequence
 from desk.live.changes import Changes
+
+OnCommit = Callable[[Changes, int | None], None]
+"""Told after each commit that changed something: what changed, and its sequence number."""
+
+_SEQ = "desk_seq"
 
 SessionLike = Session | scoped_session[Session]
 """A session, or the request-scoped ``db.session`` that stands for the current one."""
@@ -72,14 +79,16 @@ class Database:
         self.engine: Engine | None = None
         self.factory: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
         self.session: scoped_session[Session] = scoped_session(self.factory)
-        self._on_commit: Callable[[Changes], None] | None = None
-        # Every session of this database (request-scoped or ``new_session``) publishes what
-        # it marked after its commit, and forgets it after a rollback (a real rollback of the
-        # whole transaction, not a SAVEPOINT's: nothing of what it marked happened).
+        self._on_commit: OnCommit | None = None
+        # Every session of this database (request-scoped or ``new_session``) numbers what it
+        # marked in its transaction, publishes it after the commit, and forgets it after a
+        # rollback (a real rollback of the whole transaction, not a SAVEPOINT's: nothing of
+        # what it marked happened, and its sequence row is gone with it).
+        event.listen(self.factory, "before_commit", self._before_commit)
         event.listen(self.factory, "after_commit", self._after_commit)
-        event.listen(self.factory, "after_rollback", changes.discard)
+        event.listen(self.factory, "after_rollback", self._after_rollback)
 
-    def init_app(self, app: Any, on_commit: Callable[[Changes], None]) -> None:
+    def init_app(self, app: Any, on_commit: OnCommit) -> None:
         self.engine = make_engine(app.config["DESK_DATABASE_URL"])
         self.session.remove()
         self.factory.configure(bind=self.engine)
@@ -91,10 +100,49 @@ class Database:
         if self.engine is not None:
             self.engine.dispose()
 
+    @staticmethod
+    def _before_commit(session: Session) -> None:
+        # Also called when a SAVEPOINT is released; only the outermost commit is numbered.
+        if session.in_nested_transaction():
+            return
+        marked = changes.peek(session)
+        if marked:
+            session.info[_SEQ] = sequence.record(session, marked)
+
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():  # a SAVEPOINT released: nothing committed yet
+            return
         changed = changes.collect(session)
+        seq = session.info.pop(_SEQ, None)
         if changed and self._on_commit is not None:
-            self._on_commit(changed)
+            self._on_commit(changed, seq)
+
+    @staticmethod
+    def _after_rollback(session: Session) -> None:
+        changes.discard(session)
+        session.info.pop(_SEQ, None)
+
+    @contextmanager
+    def consistent_read(self) -> Iterator[Session]:
+        """A read-only session that sees one moment of the database in all its queries.
+
+        For a board's snapshot: under PostgreSQL's default READ COMMITTED each query sees
+        the commits made since the one before, so a call loaded as ringing by one query and
+        matched as ended by the next would be listed twice (the session hands back the
+        object it already has). REPEATABLE READ makes every query read the same snapshot;
+        SQLite's read transaction already does.
+        """
+        assert self.engine is not None, "init_app first"
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            session = Session(bind=connection, expire_on_commit=False)
+            try:
+                yield session
+            finally:
+                session.close()
 
     @contextmanager
     def new_session(self) -> Iterator[Session]:

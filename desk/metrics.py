@@ -141,6 +141,14 @@ class _DeskState(Collector):
                                 value=hub.largest_backlog())
         yield CounterMetricFamily("desk_live_messages", "Messages queued for open boards.",
                                   value=hub.delivered)
+        yield CounterMetricFamily(
+            "desk_live_caught_up",
+            "Committed changes this process read from the live change sequence in the "
+            "database because Redis had not brought them (down, lost, a peer killed).",
+            value=hub.caught_up)
+        yield CounterMetricFamily("desk_live_render_failures",
+                                  "Live update renders that failed and were retried.",
+                                  value=hub.render_failures)
         if hub.redis_ok is not None:
             yield GaugeMetricFamily("desk_redis_up",
                                     "1 while live fan-out reaches Redis (DESK_REDIS_URL).",

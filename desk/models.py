@@ -16,6 +16,7 @@ from typing import Any
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -75,6 +76,9 @@ class User(UserMixin, Base):
     stringee_user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     presence: Mapped[str] = mapped_column(String(16), default="offline")
     presence_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set with an automatic wrap-up after a call (``desk.services.wrapup``): the agent is
+    # available again from then on; None for a presence the agent chose.
+    presence_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped by logout and a password change: a session cookie carries the version it was
     # issued with, so every older session of this user stops working at once.
@@ -100,6 +104,7 @@ class User(UserMixin, Base):
             "stringee_user_id": self.stringee_user_id,
             "presence": self.presence,
             "presence_since": self.presence_since.isoformat(),
+            "presence_until": self.presence_until.isoformat() if self.presence_until else None,
         }
 
 
@@ -169,12 +174,20 @@ class Call(Base):
     # Provider-specific facts the desk needs to act on the call later (mediaservice replyId,
     # connectionId, ...). Updated with dict.update, never replaced.
     provider_facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # After-call work: the disposition picked (its label at the time, so renaming the list
+    # never rewrites history), the agent's note, and who saved them when.
+    disposition: Mapped[str | None] = mapped_column(String(80))
+    wrap_up_note: Mapped[str | None] = mapped_column(Text)
+    wrapped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    wrapped_up_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     caller_participant_id: Mapped[str | None] = mapped_column(String(255), index=True)
     callee_participant_id: Mapped[str | None] = mapped_column(String(255), index=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    agent: Mapped[User | None] = relationship(lazy="joined")
+    agent: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[agent_id])
 
     @property
     def is_live(self) -> bool:
@@ -229,6 +242,9 @@ class Call(Base):
             "outbound_id": self.outbound_id,
             "pending_action": self.pending_action,
             "action_error": self.action_error,
+            "disposition": self.disposition,
+            "wrap_up_note": self.wrap_up_note,
+            "wrapped_up_at": iso(self.wrapped_up_at),
         }
 
 
@@ -258,6 +274,40 @@ class Delivery(Base):
     applied_key: Mapped[str | None] = mapped_column(String(360), unique=True)
     content_type: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[str] = mapped_column(Text)
+
+
+class Disposition(Base):
+    """A wrap-up outcome agents pick for an ended call ("Sale", "Call back"), in the order
+    supervisors keep them. A removed one is kept inactive: calls keep the label they got."""
+
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(80), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LiveChange(Base):
+    """The durable live change sequence: what one committed transaction changed, numbered.
+
+    Written in the transaction it describes (``desk.live.sequence``), so a change that
+    committed is in here even if the process that made it dies before publishing it. Every
+    server process delivers these in ``seq`` order to its boards: fast through Redis, and by
+    reading this table whenever it notices a gap or a silence. Rows are kept for
+    ``DESK_LIVE_CHANGES_KEEP`` seconds.
+    """
+
+    __tablename__ = "live_changes"
+    # SQLite would otherwise reuse numbers once the newest rows are pruned or rolled back.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    changes: Mapped[dict[str, list[int]]] = mapped_column(JSON)
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AuditEntry(Base):

@@ -87,6 +87,13 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_MAX_SILENCE_BY_PROVIDER": ("", "str"),
     "DESK_PENDING_TIMEOUT": ("30", "int:1"),
     "DESK_SWEEP_INTERVAL": ("30", "int:0"),
+    # The durable live change sequence: how often each server process reads the changes it
+    # has not delivered yet (Redis down, a message lost, a peer killed), and how long the
+    # numbered changes are kept.
+    "DESK_LIVE_CATCHUP_INTERVAL": ("1", "float"),
+    # After-call work: seconds an available agent spends in wrap-up after a call (0: none).
+    "DESK_WRAP_UP_SECONDS": ("60", "int:0"),
+    "DESK_LIVE_CHANGES_KEEP": ("3600", "int:60"),
 }
 
 

@@ -7,12 +7,13 @@ from desk.live.hub import RECONNECT, Board, Hub
 
 def test_queued_changes_are_merged_into_one_render_and_only_local_ones_are_published() -> None:
     hub = Hub()
-    hub._jobs.put(({"calls": {1}}, True))
-    hub._jobs.put(({"calls": {1, 2}, "agents": {7}}, False))  # from another process
-    hub._jobs.put(({"calls": {3}}, True))
-    everything, local = hub._next_batch()
+    hub._jobs.put(({"calls": {1}}, True, 0.0, (1,)))
+    hub._jobs.put(({"calls": {1, 2}, "agents": {7}}, False, 0.0, (2,)))  # another process
+    hub._jobs.put(({"calls": {3}}, True, 0.0, (3,)))
+    everything, local, numbers = hub._next_batch()
     assert everything == {"calls": {1, 2, 3}, "agents": {7}}
     assert local == {"calls": {1, 3}}
+    assert numbers == [1, 3]
     assert hub._jobs.empty()
 
 

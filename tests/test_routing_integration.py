@@ -12,6 +12,7 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,13 +20,13 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from desk import create_app
 from desk.cli import upgrade_database
 from desk.domain.routing import Rules
 from desk.extensions import db
-from desk.models import AuditEntry, Call, Delivery, RoutingConfig, User
+from desk.models import AuditEntry, Call, Delivery, RoutingConfig, User, utcnow
 from desk.services.routing_store import (
     decide_for_call,
     load_rules,
@@ -157,7 +158,7 @@ def test_presence_set_on_the_board_changes_the_next_answer(
     assert same_xml(incoming(placetel), forward((60, (ANN,)), voicemail="true"))
 
 
-def test_an_agent_on_a_call_is_not_rung_until_it_ends(
+def test_an_agent_on_a_call_is_not_rung_until_it_ends_and_the_wrap_up_is_over(
     client: FlaskClient, people: dict[str, int]
 ) -> None:
     incoming(client, call_id="talking-1")
@@ -167,6 +168,12 @@ def test_an_agent_on_a_call_is_not_rung_until_it_ends(
     client.post("/webhooks/placetel", headers=AUTH,
                 data={"event": "HungUp", "call_id": "talking-1", "type": "accepted",
                       "duration": "12"})
+    # ann wraps up (DESK_WRAP_UP_SECONDS): still not rung, until the wrap-up is over.
+    assert same_xml(incoming(client), forward((60, (BOB,)), voicemail="true"))
+    with db.new_session() as session:
+        session.execute(update(User).where(User.id == people["ann"])
+                        .values(presence_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
     assert same_xml(incoming(client), forward((60, (ANN, BOB)), voicemail="true"))
 
 

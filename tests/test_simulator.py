@@ -87,7 +87,9 @@ def start(server: LiveServer) -> tuple[LiveServer, Agent]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Agent]]:
-    env = demo_env(f"sqlite:///{tmp_path_factory.mktemp('sim') / 'desk.sqlite3'}")
+    # The tests' calls for the one demo agent follow each other at once: no wrap-up between.
+    env = demo_env(f"sqlite:///{tmp_path_factory.mktemp('sim') / 'desk.sqlite3'}",
+                   DESK_WRAP_UP_SECONDS="0")
     flask_cli(env, "db", "upgrade")
     assert "Log in as 'agent'" in flask_cli(env, "users", "demo")
     server = LiveServer(env)

@@ -38,6 +38,9 @@ CALL = {
         "duration": {"type": ["integer", "null"], "description": "Talk time in seconds."},
         "end_cause": {"type": ["string", "null"]},
         "recording_state": {"type": "string"},
+        "disposition": {"type": ["string", "null"], "description": "Picked at wrap-up."},
+        "wrap_up_note": {"type": ["string", "null"]},
+        "wrapped_up_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 
@@ -51,6 +54,8 @@ AGENT = {
         "sip_peer": {"type": ["string", "null"]},
         "presence": {"type": "string", "enum": list(PRESENCES)},
         "presence_since": {"type": "string", "format": "date-time"},
+        "presence_until": {"type": ["string", "null"], "format": "date-time",
+                           "description": "End of a timed wrap-up after a call."},
         "current_call": {"type": ["integer", "null"]},
     },
 }

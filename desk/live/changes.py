@@ -35,6 +35,12 @@ def mark_changed(session: Session | scoped_session[Session], kind: Kind, ident: 
     changes.setdefault(str(kind), set()).add(ident)
 
 
+def peek(session: Session) -> Changes:
+    """What the session has marked so far, left in place (to number it before the commit)."""
+    marked: Changes = session.info.get(_KEY, {})
+    return marked
+
+
 def collect(session: Session) -> Changes:
     """Take what the session marked (after a commit), leaving nothing behind."""
     changes: Changes = session.info.pop(_KEY, {})

@@ -5,12 +5,22 @@ enqueues) → the dispatcher thread renders each changed fragment once per audie
 ``renderer``) → the same string goes into the outbox of every board in that audience → each
 board's own websocket handler sends from its outbox (one sender per socket).
 
-Across processes: with ``DESK_REDIS_URL`` the dispatcher delivers locally first, then
-publishes ids (not HTML) on a Redis channel tagged with this process's id; a subscriber
-thread applies other processes' messages and skips its own. If Redis is unreachable the
-local boards keep updating, the outage is logged and shown to supervisors, and the
-subscriber retries with backoff; when it is back, every local board is told to reconnect
-(close code 1012) so it reloads a full snapshot of what it missed.
+Across processes: every commit that changed something is numbered in its own transaction
+(``desk.live.sequence``). With ``DESK_REDIS_URL`` the dispatcher delivers locally first, then
+publishes the number and ids (not HTML) on a Redis channel tagged with this process's id; a
+subscriber thread hands other processes' messages to the dispatcher and skips its own. That
+is the fast path. The durable path: every ``catch_up_interval`` seconds the dispatcher reads
+the numbers above the highest it has seen, and those it is still missing, from the
+database, and delivers what it had not. So a change reaches every board even when Redis is
+down or lost a message, or its process was killed between commit and publish. A number is
+delivered once per process, whichever path brings it first. A number that never turns up
+(its transaction rolled back after taking it) is given up after ``GAP_GRACE`` seconds; a gap
+too wide to fill row by row makes every board reload a snapshot (close code 1012).
+
+A render that fails (the database restarting) is retried with backoff, merged with
+whatever changed meanwhile, until it succeeds: boards are never left with a dropped update.
+If Redis is unreachable the local boards keep updating, the outage is logged and shown to
+supervisors, and the subscriber retries with backoff.
 """
 
 from __future__ import annotations
@@ -38,6 +48,63 @@ Fragments = list[tuple[str, str]]
 BATCH_JOBS = 1000  # committed changes merged into one render, at most
 
 RECONNECT = object()  # put in an outbox: close the socket with 1012 so the board resyncs
+
+GAP_GRACE = 10.0  # seconds a missing sequence number is waited for before it is given up
+MAX_GAP = 5000  # numbers missing at once beyond which boards reload instead
+RETRY_FIRST, RETRY_MAX = 0.2, 2.0  # seconds before a failed render is tried again
+CATCH_UP_BATCH = 500  # rows read from the sequence per query
+
+
+class Sequence:
+    """Which change numbers this process has delivered: the highest, and the gaps below it.
+
+    Used by the dispatcher thread only. Until ``start_at`` (the database's highest number
+    when the process began) nothing is tracked: what came before is in every board's
+    snapshot.
+    """
+
+    def __init__(self) -> None:
+        self.top: int | None = None
+        self.missing: dict[int, float] = {}  # number -> when it was first missed
+        self._early: set[int] = set()
+
+    def start_at(self, top: int, now: float | None = None) -> None:
+        """Begin tracking above ``top``; numbers delivered before then count as seen."""
+        if self.top is None:
+            self.top = top
+            for seq in sorted(self._early):
+                self.take(seq, time.monotonic() if now is None else now)
+            self._early.clear()
+
+    def take(self, seq: int, now: float) -> bool:
+        """Whether ``seq`` is new here (deliver it) or was delivered already (skip it)."""
+        if self.top is None:
+            new = seq not in self._early
+            self._early.add(seq)
+            return new
+        if seq > self.top:
+            self.missing.update((n, now) for n in range(self.top + 1, seq))
+            self.top = seq
+            return True
+        return self.missing.pop(seq, None) is not None
+
+    def give_up(self, now: float) -> list[int]:
+        """Forget numbers missed longer than ``GAP_GRACE`` (rolled back); returns them."""
+        stale = [n for n, since in self.missing.items() if now - since > GAP_GRACE]
+        for n in stale:
+            del self.missing[n]
+        return stale
+
+    def too_wide(self) -> bool:
+        return len(self.missing) > MAX_GAP
+
+    def skip_to(self, top: int) -> None:
+        self.top, self.missing = max(top, self.top or 0), {}
+
+
+CatchUp = Callable[[int, list[int]], list[tuple[int, Changes]]]
+"""Reads committed changes numbered above the first argument, plus those of the listed
+missing numbers that exist, in number order (``desk.live.sequence.since``)."""
 
 
 @dataclass(eq=False)
@@ -98,8 +165,7 @@ class Hub:
         self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.boards: set[Board] = set()
         self._boards_lock = threading.Lock()
-        # (changes, committed in this process, time.monotonic() when handed over)
-        self._jobs: queue.Queue[tuple[Changes, bool, float]] = queue.Queue()
+        self._jobs: queue.Queue[Job] = queue.Queue()
         self._renderer: Renderer | None = None
         self._status_renderer: Callable[[], Fragments] | None = None
         self._started = False
@@ -119,6 +185,19 @@ class Hub:
         # Jobs handed to the dispatcher and not yet done with (``drain`` waits for none).
         self._unfinished = 0
         self._idle = threading.Condition()
+        # The durable path (``configure``): how to read the sequence, and how often.
+        self._latest: Callable[[], int] | None = None
+        self._catch_up: CatchUp | None = None
+        self.catch_up_interval = 1.0
+        self._next_catch_up = 0.0
+        self.sequence = Sequence()
+        self.caught_up = 0  # changes this process learnt from the database, not from Redis
+        self.duplicates = 0  # numbers that arrived a second time and were skipped
+        # A render that failed, waiting to be tried again (merged with what came since).
+        self._retry: Changes = {}
+        self._retry_delay = 0.0
+        self._retry_at = 0.0
+        self.render_failures = 0
 
     # -- configuration -----------------------------------------------------------------
     def configure(
@@ -127,8 +206,15 @@ class Hub:
         redis_url: str = "",
         status_renderer: Callable[[], Fragments] | None = None,
         channel: str = "desk:live",
+        latest: Callable[[], int] | None = None,
+        catch_up: CatchUp | None = None,
+        catch_up_interval: float = 1.0,
     ) -> None:
         self._renderer = renderer
+        self._latest, self._catch_up = latest, catch_up
+        self.catch_up_interval = catch_up_interval
+        # A new configuration may mean a new database: its numbers start afresh.
+        self.sequence, self._next_catch_up = Sequence(), 0.0
         self.channel = channel
         self._status_renderer = status_renderer
         self.redis_url = redis_url
@@ -155,7 +241,7 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
-        self._put(({}, False, time.monotonic()))
+        self._put(({}, False, time.monotonic(), ()))
 
     def drain(self, timeout: float) -> bool:
         """Wait until every change handed over so far is delivered and published; False
@@ -164,7 +250,7 @@ class Hub:
         with self._idle:
             return self._idle.wait_for(lambda: self._unfinished <= 0, timeout)
 
-    def _put(self, job: tuple[Changes, bool, float]) -> None:
+    def _put(self, job: Job) -> None:
         with self._idle:
             self._unfinished += 1
         self._jobs.put(job)
@@ -193,34 +279,108 @@ class Hub:
         return max((board.outbox.qsize() for board in boards), default=0)
 
     # -- publishing ----------------------------------------------------------------------
-    def publish(self, changes: Changes) -> None:
-        """Hand committed changes to the dispatcher; returns at once."""
+    def publish(self, changes: Changes, seq: int | None = None) -> None:
+        """Hand committed changes (and their sequence number) to the dispatcher; returns at
+        once."""
         if not changes:
             return
         self.ensure_started()
-        self._put(({k: set(v) for k, v in changes.items()}, True, time.monotonic()))
+        numbers = () if seq is None else (seq,)
+        self._put(({k: set(v) for k, v in changes.items()}, True, time.monotonic(), numbers))
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
-            everything, local = self._next_batch()
+            self._batch = (0, None)
             try:
-                self._dispatch(everything, local)
+                everything, local, numbers = self._next_batch(self._wait())
+                self._dispatch(everything, local, numbers)
+            except Exception:  # the dispatcher must outlive any one batch
+                log.exception("the live dispatcher failed on a batch; carrying on")
             finally:
                 with self._idle:
                     self._unfinished -= self._batch[0]
                     self._idle.notify_all()
 
-    def _dispatch(self, everything: Changes, local: Changes) -> None:
+    def _wait(self) -> float | None:
+        """Seconds the dispatcher may sleep before a catch-up or a retry is due."""
+        due = []
+        if self._catch_up is not None and self.catch_up_interval > 0:
+            due.append(self._next_catch_up)
+        if self._retry:
+            due.append(self._retry_at)
+        if not due:
+            return None
+        return max(0.0, min(due) - time.monotonic())
+
+    def _dispatch(self, everything: Changes, local: Changes, numbers: list[int]) -> None:
         if local and self.redis_url:
-            self._publish_redis(local)  # ids only: other processes render for their boards
+            # Numbers and ids only: other processes render for their own boards.
+            self._publish_redis(local, numbers)
+        now = time.monotonic()
+        if self._catch_up is not None and now >= self._next_catch_up:
+            self._next_catch_up = now + self.catch_up_interval
+            _merge(everything, self._read_missed())
+        if self._retry and now >= self._retry_at:
+            _merge(everything, self._retry)
+            self._retry = {}
         if not everything:
             return
         try:
             self.deliver(everything)
-        except Exception:
-            log.exception("rendering a live update failed; boards will catch up on reconnect")
+        except Exception as exc:
+            self._render_failed(everything, exc)
             return
+        if self._retry_delay:
+            log.info("live updates render again; boards are up to date")
+            self._retry_delay = 0.0
         self._observe_batch()
+
+    def _render_failed(self, changes: Changes, exc: Exception) -> None:
+        """Keep the changes and try again shortly (with what changes meanwhile)."""
+        self.render_failures += 1
+        _merge(self._retry, changes)
+        self._retry_delay = min(max(self._retry_delay * 2, RETRY_FIRST), RETRY_MAX)
+        self._retry_at = time.monotonic() + self._retry_delay
+        log.warning("live update render failed (%s: %s); retrying in %.1f s",
+                    exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                    self._retry_delay)
+
+    def _read_missed(self) -> Changes:
+        """Changes committed (by any process) that this one has not delivered yet."""
+        assert self._catch_up is not None
+        found: Changes = {}
+        try:
+            if self.sequence.top is None and self._latest is not None:
+                self.sequence.start_at(self._latest())
+            if self.sequence.top is None:
+                return found
+            for _ in range(20):  # at most 20 batches of CATCH_UP_BATCH rows per catch-up
+                top = self.sequence.top
+                rows = self._catch_up(top, sorted(self.sequence.missing))
+                fresh = [changes for seq, changes in rows
+                         if self.sequence.take(seq, time.monotonic())]
+                for changes in fresh:
+                    _merge(found, changes)
+                self.caught_up += len(fresh)
+                if sum(1 for seq, _ in rows if seq > top) < CATCH_UP_BATCH:
+                    break
+        except Exception as exc:  # the database is away: the next catch-up tries again
+            log.warning("live catch-up from the database failed (%s); retrying in %.1f s",
+                        exc.__class__.__name__, self.catch_up_interval)
+            self._next_catch_up = time.monotonic() + min(self.catch_up_interval, RETRY_MAX)
+            return found
+        self._settle_gaps()
+        return found
+
+    def _settle_gaps(self) -> None:
+        given_up = self.sequence.give_up(time.monotonic())
+        if given_up:
+            log.debug("live sequence: numbers %s never committed (rolled back)", given_up[:10])
+        if self.sequence.too_wide():
+            log.warning("live sequence: %d changes missing at once; boards reload a snapshot",
+                        len(self.sequence.missing))
+            self.sequence.skip_to(self.sequence.top or 0)
+            self.resync_all()
 
     def _observe_batch(self) -> None:
         jobs, oldest = self._batch
@@ -231,33 +391,46 @@ class Hub:
         except Exception:  # counting must never stop the fan-out
             log.exception("observing a live batch failed")
 
-    def _next_batch(self) -> tuple[Changes, Changes]:
-        """Wait for a change, then take everything else already queued with it.
+    def _next_batch(self, timeout: float | None = None) -> tuple[Changes, Changes, list[int]]:
+        """Wait (at most ``timeout`` seconds) for a change, then take everything else
+        already queued with it.
 
         Under load the queue fills while one batch renders; merging it into one render (a
         call changed three times is rendered once, in its latest state) keeps the
         dispatcher's work per second bounded by its render time, not by the event rate.
-        Returns (all changes to deliver here, the ones committed in this process).
+        Returns (all changes to deliver here, the ones committed in this process, the
+        numbers of those). A number delivered already (the catch-up read it before its
+        Redis message came) is not delivered again.
         """
         everything: Changes = {}
         local: Changes = {}
-        job = self._jobs.get()
+        numbers: list[int] = []
         taken, oldest = 0, None
-        for _ in range(BATCH_JOBS):
-            changes, local_origin, *queued_at = job  # (a job put by hand may have no time)
+        try:
+            job: Job | None = self._jobs.get(timeout=timeout)
+        except queue.Empty:
+            job = None
+        while job is not None and taken < BATCH_JOBS:
+            changes, local_origin, queued_at, seqs = job
             taken += 1
-            if queued_at and (oldest is None or queued_at[0] < oldest):
-                oldest = queued_at[0]
-            for kind, ids in changes.items():
-                everything.setdefault(kind, set()).update(ids)
-                if local_origin:
-                    local.setdefault(kind, set()).update(ids)
+            if oldest is None or queued_at < oldest:
+                oldest = queued_at
+            now = time.monotonic()
+            fresh = [self.sequence.take(seq, now) for seq in seqs]  # (every one is marked)
+            new = not seqs or any(fresh)
+            if local_origin:
+                _merge(local, changes)
+                numbers.extend(seqs)
+            if new:
+                _merge(everything, changes)
+            elif not local_origin:
+                self.duplicates += 1
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
-                break
+                job = None
         self._batch = (taken, oldest)
-        return everything, local
+        return everything, local, numbers
 
     def deliver(self, changes: Changes) -> None:
         """Render once per audience and queue the same string for every matching board."""
@@ -318,16 +491,17 @@ class Hub:
             health_check_interval=15,
         )
 
-    def _publish_redis(self, changes: Changes) -> None:
+    def _publish_redis(self, changes: Changes, numbers: list[int] | None = None) -> None:
         # Skipped only while the subscriber knows Redis is down: it resyncs boards when it
         # is back, and each publish must not stall on a dead server meanwhile. Not skipped
         # before the subscriber's first connection (``redis_ok`` still False from
         # ``configure``): a process's first change is often committed before then.
         if self._redis_down and self._publisher is None:
             return
-        message = json.dumps(
-            {"origin": self.origin, "changes": {k: sorted(v) for k, v in changes.items()}}
-        )
+        message = json.dumps({
+            "origin": self.origin, "seqs": numbers or [],
+            "changes": {k: sorted(v) for k, v in changes.items()},
+        })
         try:
             # A local reference: the subscriber resets ``_publisher`` when it (re)connects.
             publisher = self._publisher
@@ -360,8 +534,9 @@ class Hub:
                 self._publisher = None  # reconnect the publisher too
                 self._redis_down = False
                 self._set_redis(True)
-                if not first:
+                if not first and self._catch_up is None:
                     self.resync_all()  # what was published meanwhile is lost: reload boards
+                self._next_catch_up = 0.0  # with the sequence: read what Redis missed now
                 first, backoff = False, 0.25
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
@@ -384,10 +559,21 @@ class Hub:
             if message.get("origin") == self.origin:
                 return
             changes = {k: set(map(int, v)) for k, v in message["changes"].items()}
+            numbers = [int(n) for n in message.get("seqs") or []]
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring a malformed live message from Redis: %.200r", data)
             return
-        self._put((changes, False, time.monotonic()))
+        self._put((changes, False, time.monotonic(), tuple(numbers)))
+
+
+Job = tuple[Changes, bool, float, tuple[int, ...]]
+"""(changes, committed in this process, time.monotonic() when handed over, their sequence
+numbers: one for a local commit, a batch for a Redis message, none for a bare change)."""
+
+
+def _merge(into: Changes, more: Changes) -> None:
+    for kind, ids in more.items():
+        into.setdefault(kind, set()).update(ids)
 
 
 def _safe_url(url: str) -> str:

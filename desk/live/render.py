@@ -77,6 +77,12 @@ def row_for(user: User, call: Call) -> str:
     return _row(call, agent_section(call, user.id), own=own, may_act=own, oob=False)
 
 
+def on_call(current: dict[int, Call], agent_id: int) -> Call | None:
+    """The call ``agent_id`` is talking on, if any: presence then reads *on a call*."""
+    call = current.get(agent_id)
+    return call if call is not None and call.state == "talking" else None
+
+
 def render_changes(app: Flask, changes: Changes, roles: Set[str]) -> Fragments:
     """Called by the hub's dispatcher thread for each (merged) batch of committed changes.
 
@@ -92,7 +98,7 @@ def render_changes(app: Flask, changes: Changes, roles: Set[str]) -> Fragments:
             fragments.extend(call_fragments(call, roles))
         agent_ids = changes.get(AGENTS, set())
         if agent_ids:
-            current = queries.current_calls(session, agent_ids) if supervisors else {}
+            current = queries.current_calls(session, agent_ids)
             for person in queries.people(session, agent_ids):
                 if supervisors:
                     fragments.append(("supervisor", render_template(
@@ -100,7 +106,8 @@ def render_changes(app: Flask, changes: Changes, roles: Set[str]) -> Fragments:
                         oob=True)))
                 if agents:
                     fragments.append((f"agent:{person.id}", render_template(
-                        "shared/_presence.html", me=person, oob=True)))
+                        "shared/_presence.html", me=person, on_call=on_call(current, person.id),
+                        oob=True)))
         if ALERTS in changes and supervisors:
             fragments.append(("supervisor", render_template(
                 "supervisor/_alerts.html", alerts=queries.open_alerts(session), oob=True)))
@@ -142,6 +149,7 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
         context["wb"] = wallboard.compute(session, current_app.config["DESK_TIMEZONE"])
     else:
         context["mine"] = [c for c in live if c.agent_id == user.id]
+        context["on_call"] = next((c for c in context["mine"] if c.state == "talking"), None)
         context["queue"] = [c for c in live if c.agent_id != user.id]
     return context
 

@@ -3,8 +3,8 @@
 On every connect — first or after a reconnect — the board gets a full snapshot before any
 update, because the htmx extension never replays what it missed. Then this handler is the
 only sender on its socket: it drains the board's outbox, filled by the hub's dispatcher.
-A board the hub gave up on (too far behind, or Redis came back after an outage) is closed
-with 1012 so the extension reconnects and resyncs. Pings come from flask-sock's
+A board the hub gave up on (too far behind, or a gap in the change sequence too wide to
+fill) is closed with 1012 so the extension reconnects and resyncs. Pings come from flask-sock's
 ``SOCK_SERVER_OPTIONS`` (``DESK_WS_PING_INTERVAL``) so proxies do not cut idle boards.
 """
 
@@ -80,7 +80,8 @@ def ws(socket: Any) -> None:
     )
     hub.register(board)  # before the snapshot, so nothing committed after it is missed
     try:
-        snapshot = render_snapshot(db.session, user)
+        with db.consistent_read() as session:  # one moment: no call listed twice
+            snapshot = render_snapshot(session, user)
         db.session.remove()  # don't hold a connection for the life of the socket
         with board.lock:
             socket.send(snapshot)

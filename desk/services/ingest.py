@@ -19,9 +19,11 @@ their columns' sizes, so recording a rejected delivery cannot itself fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, lazyload
@@ -32,6 +34,7 @@ from desk.domain.state import merge
 from desk.live.changes import AGENTS, CALLS, mark_changed
 from desk.models import Call, Delivery, User, utcnow
 from desk.services.queries import LIKE_ESCAPE, escape_like
+from desk.services.wrapup import start_wrap_up
 
 _ATTEMPTS = 4
 
@@ -77,6 +80,11 @@ def _call_for(session: Session, event: CallEvent) -> Call:
         call = Call(provider=event.provider, provider_call_id=event.provider_call_id, version=0)
         session.add(call)
     return call
+
+
+def _config() -> Mapping[str, Any]:
+    """The app's settings when there is an app (always, in a server or a CLI command)."""
+    return current_app.config if has_app_context() else {}
 
 
 def storable(text: str) -> str:
@@ -157,10 +165,13 @@ def _ingest_once(
         touched: list[Call] = []
         for event in parsed.events:
             call = _call_for(session, event)
+            was_live = call.state != "ended"
             merge(call, event)
             if call.agent_id is None and call.answered_by:
                 call.agent = find_agent(session, call.answered_by)
             session.flush()
+            if was_live and call.state == "ended":
+                start_wrap_up(session, call, _config())
             mark_changed(session, CALLS, call.id)
             if call.agent_id:  # the agent's tile shows its current call
                 mark_changed(session, AGENTS, call.agent_id)

@@ -21,7 +21,8 @@ def set_presence(session: Session | scoped_session[Session], user_id: int,
         raise ValueError(f"unknown presence {presence!r}")
     end_reads(session)
     session.execute(
-        update(User).where(User.id == user_id).values(presence=presence, presence_since=utcnow())
+        update(User).where(User.id == user_id)
+        .values(presence=presence, presence_since=utcnow(), presence_until=None)
     )
     mark_changed(session, AGENTS, user_id)
     session.commit()

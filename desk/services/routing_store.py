@@ -53,6 +53,7 @@ from desk.domain.routing import (
     normalize_number,
 )
 from desk.models import LIVE_STATES, Call, RoutingConfig, User, utcnow
+from desk.services.wrapup import effective_presence
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +394,8 @@ def routing_agents(session: SessionLike) -> list[Agent]:
         Agent(
             id=user.id,
             name=user.name,
-            presence=cast(Presence, user.presence),  # set_presence stores only PRESENCES
+            # set_presence stores only PRESENCES; a timed wrap-up that is over is available
+            presence=cast(Presence, effective_presence(user)),
             sip_peer=user.sip_peer,
             stringee_user_id=user.stringee_user_id,
             active_calls=busy.get(user.id, 0),

@@ -49,15 +49,17 @@ from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import CursorResult, func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, lazyload
 
 from desk.db import end_reads
 from desk.domain.events import CallEvent
 from desk.domain.state import merge
+from desk.live import sequence
 from desk.live.changes import AGENTS, CALLS, mark_changed
 from desk.models import LIVE_STATES, Call, Delivery, utcnow
 from desk.services import audit
+from desk.services.wrapup import expire_wrap_ups
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +305,21 @@ def sweep(session: Session, config: Mapping[str, Any]) -> Swept:
     """Expire unconfirmed actions, then close silent calls; each change its own commit."""
     expired = expire_pending(session, config)
     closed = close_silent_calls(session, config)
+    expire_wrap_ups(session)
+    prune_live_changes(session, config)
     return Swept(closed=tuple(closed), expired=tuple(expired))
+
+
+def prune_live_changes(session: Session, config: Mapping[str, Any]) -> int:
+    """Drop numbered live changes older than ``DESK_LIVE_CHANGES_KEEP`` seconds (no board
+    needs them: a process that started since reads from the newest). Never fails a sweep."""
+    try:
+        end_reads(session)
+        return sequence.prune(session, timedelta(seconds=int(config["DESK_LIVE_CHANGES_KEEP"])))
+    except SQLAlchemyError as exc:  # another sweeper holds the lock: the next round prunes
+        session.rollback()
+        log.info("pruning the live change sequence skipped (%s)", exc.__class__.__name__)
+        return 0
 
 
 # -- in each server process ----------------------------------------------------------------

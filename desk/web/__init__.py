@@ -9,5 +9,6 @@ from desk.web import (  # noqa: E402,F401  (routes register on import)
     calls,
     dial,
     history,
+    wrapup,
 )
 from desk.web.supervisor import routing, wallboard  # noqa: E402,F401

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app
 
 
 def duration(seconds: int | float | None) -> str:
@@ -13,8 +16,16 @@ def duration(seconds: int | float | None) -> str:
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
+def clock(moment: datetime | None) -> str:
+    """A time of today as HH:MM in the call centre's time zone (``DESK_TIMEZONE``)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(ZoneInfo(current_app.config["DESK_TIMEZONE"])).strftime("%H:%M")
+
+
 def register_filters(app: Flask) -> None:
     from desk.services.actions import available
 
     app.add_template_filter(duration, "duration")
+    app.add_template_filter(clock, "clock")
     app.add_template_global(available, "call_actions")

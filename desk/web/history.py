@@ -197,7 +197,7 @@ def neutralise(value: Any) -> str:
 CSV_COLUMNS = (
     "id", "started_at", "answered_at", "ended_at", "direction", "provider",
     "provider_call_id", "from", "to", "agent", "answered_by", "outcome", "end_cause",
-    "duration_seconds", "recording",
+    "duration_seconds", "recording", "disposition", "wrap_up_note",
 )
 
 
@@ -210,6 +210,7 @@ def _csv_row(call: Call, tz: ZoneInfo) -> list[str]:
         call.direction, call.provider, call.provider_call_id, call.from_number,
         call.to_number, call.agent.name if call.agent else "", call.answered_by,
         call.outcome, call.end_cause, call.talk_seconds, call.recording_state,
+        call.disposition, call.wrap_up_note,
     )
     return [neutralise(v) for v in values]
 

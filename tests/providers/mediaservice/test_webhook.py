@@ -71,6 +71,9 @@ def world(
         DESK_MEDIASERVICE_CALLBACK_KEY_FILE=str(tmp / "provider.pub"),
         DESK_PROVIDER_TIMEOUT="2",
         DESK_MEDIASERVICE_SITE_URLS=f"{sites.listed.url}, http://127.0.0.1:9",
+        # Each test's call for ann comes right after the previous one ended: no wrap-up
+        # in between (tests/test_wrapup.py is about that).
+        DESK_WRAP_UP_SECONDS="0",
     )
     prepare(env, PASSWORD)
     server = LiveServer(env)
