@@ -422,3 +422,52 @@ def test_a_configured_site_base_url_gets_the_calls_api_requests(
         (f"/{DOMAIN}/hangupcall", True)]
     assert standin.seen == []
     assert the_call(engine, standin.session_id).state == "ended"  # the site's callbacks
+
+
+@pytest.mark.browser
+def test_keyboard_shortcuts_list_themselves_record_and_hang_up_with_a_second_press(
+    world: tuple[LiveServer, StandIn, Engine], browser: Any,
+) -> None:
+    """static/board/keys.js: "?" opens the list, D goes to the number to dial, R records
+    the agent's call, H asks first and hangs up on the second press; nothing while typing."""
+    from playwright.sync_api import expect
+
+    server, _standin, _engine = world
+    _ann, call_id = connected_call(world)
+    with browser.new_context() as context:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/login")
+        page.get_by_label("Name").fill("ann")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#live-status")).to_have_text("live")
+        row = page.locator(f"#calls-mine #call-{call_id}")
+        expect(row).to_contain_text("Talking")
+
+        page.keyboard.press("?")
+        help_box = page.get_by_role("dialog", name="Keyboard shortcuts")
+        expect(help_box).to_be_visible()
+        expect(help_box).to_contain_text("Hang up your call (press twice)")
+        page.keyboard.press("Escape")
+        expect(help_box).to_be_hidden()
+
+        page.keyboard.press("d")
+        expect(page.locator("#dial-callee")).to_be_focused()
+        page.keyboard.type("hr")  # typing in a field is typing, not shortcuts
+        expect(page.locator("#dial-callee")).to_have_value("hr")
+        expect(row.get_by_role("button", name="Hang up")).to_be_enabled()
+        page.locator("#dial-callee").fill("")
+        page.locator("body").click(position={"x": 5, "y": 5})
+
+        page.keyboard.press("r")
+        expect(row.locator(".rec--on")).to_have_text("● Recording")
+
+        page.keyboard.press("h")
+        expect(page.locator("#shortcut-status")).to_contain_text("Press H again to hang up")
+        expect(row).to_contain_text("Talking")  # one press hangs nothing up
+        page.keyboard.press("h")
+        ended = page.locator(f"#calls-ended #call-{call_id}")
+        expect(ended).to_contain_text("Answered")  # the provider's callback confirmed it
+        assert not errors, errors
