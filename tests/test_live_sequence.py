@@ -90,6 +90,14 @@ def test_the_sequence_tracks_gaps_skips_repeats_and_gives_up_on_numbers_never_co
     assert seen.missing == {} and not seen.take(4, now=20.0)
 
 
+def test_at_start_the_newest_numbers_are_read_once_more() -> None:
+    """A PostgreSQL number below the newest one read at start may still be committing."""
+    seen = Sequence()
+    seen.start_at(10, now=0.0, slack=3)
+    assert seen.top == 10 and sorted(seen.missing) == [8, 9, 10]
+    assert seen.take(9, now=0.5) and not seen.take(9, now=0.5) and not seen.take(7, now=0.5)
+
+
 class Recorder:
     """A renderer that records what it was asked to render; fails while ``failing``."""
 

@@ -53,6 +53,7 @@ GAP_GRACE = 10.0  # seconds a missing sequence number is waited for before it is
 MAX_GAP = 5000  # numbers missing at once beyond which boards reload instead
 RETRY_FIRST, RETRY_MAX = 0.2, 2.0  # seconds before a failed render is tried again
 CATCH_UP_BATCH = 500  # rows read from the sequence per query
+START_SLACK = 50  # newest numbers read again at start: one may still have been committing
 
 
 class Sequence:
@@ -68,12 +69,16 @@ class Sequence:
         self.missing: dict[int, float] = {}  # number -> when it was first missed
         self._early: set[int] = set()
 
-    def start_at(self, top: int, now: float | None = None) -> None:
-        """Begin tracking above ``top``; numbers delivered before then count as seen."""
+    def start_at(self, top: int, now: float | None = None, slack: int = 0) -> None:
+        """Begin tracking above ``top``. The ``slack`` newest numbers up to ``top`` count
+        as missing (read once more: on PostgreSQL a lower number can commit after a higher
+        one was read); numbers delivered before then count as seen."""
         if self.top is None:
+            now = time.monotonic() if now is None else now
             self.top = top
+            self.missing.update((n, now) for n in range(max(1, top - slack + 1), top + 1))
             for seq in sorted(self._early):
-                self.take(seq, time.monotonic() if now is None else now)
+                self.take(seq, now)
             self._early.clear()
 
     def take(self, seq: int, now: float) -> bool:
@@ -232,12 +237,28 @@ class Hub:
                 return
             if self.origin.split("-", 1)[0] != str(os.getpid()):  # forked since created
                 self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._start_sequence()
             threading.Thread(target=self._dispatch_loop, name="desk-dispatch", daemon=True).start()
             if self.redis_url:
                 threading.Thread(
                     target=self._subscribe_loop, name="desk-redis-sub", daemon=True
                 ).start()
             self._started = True
+
+    def _start_sequence(self) -> None:
+        """Read where the sequence stands before the first board registers (the dispatcher
+        is not running yet): everything numbered up to here is in that board's snapshot,
+        everything after it is delivered. If the database does not answer, the first
+        catch-up starts it instead."""
+        if self._latest is None or self.sequence.top is not None:
+            return
+        try:
+            top = self._latest()
+        except Exception as exc:
+            log.warning("live sequence: could not read where it stands (%s); the first "
+                        "catch-up will", exc.__class__.__name__)
+            return
+        self.sequence.start_at(top, slack=START_SLACK)
 
     def stop(self) -> None:
         self._stop.set()
@@ -351,7 +372,7 @@ class Hub:
         found: Changes = {}
         try:
             if self.sequence.top is None and self._latest is not None:
-                self.sequence.start_at(self._latest())
+                self.sequence.start_at(self._latest(), slack=START_SLACK)
             if self.sequence.top is None:
                 return found
             for _ in range(20):  # at most 20 batches of CATCH_UP_BATCH rows per catch-up
