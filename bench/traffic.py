@@ -87,16 +87,21 @@ class PlacetelMix(Mix):
 
 
 class MediaserviceMix(Mix):
-    """Signed like the desk expects (``verify_callback_signature``: RS256 JWT, Bearer)."""
+    """Signed like the desk expects (``verify_callback_signature``: RS256 JWT, Bearer), with
+    a fresh token (its own ``jti``) on every callback: the desk accepts each token once."""
 
     name = "mediaservice"
 
     def __init__(self, private_key_pem: bytes) -> None:
+        self.private_key_pem = private_key_pem
+
+    def headers(self) -> dict[str, str]:
         import jwt
 
         now = int(time.time())
-        token = jwt.encode({"iat": now, "exp": now + 280}, private_key_pem, algorithm="RS256")
-        self.headers = {"Authorization": f"Bearer {token}"}
+        token = jwt.encode({"iat": now, "exp": now + 280, "jti": uuid.uuid4().hex},
+                           self.private_key_pem, algorithm="RS256")
+        return {"Authorization": f"Bearer {token}"}
 
     def request(self, tag: str, call: int, step: int) -> tuple[str, dict[str, Any]]:
         session = f"bench{tag}-{call}"
@@ -126,7 +131,7 @@ class MediaserviceMix(Mix):
                 "ivrServer": "127.0.0.1", "traceId": str(uuid.uuid4()),
                 "httpTransactionId": str(uuid.uuid4()),
             }
-        return f"/webhooks/mediaservice/{name}", {"json": body, "headers": self.headers}
+        return f"/webhooks/mediaservice/{name}", {"json": body, "headers": self.headers()}
 
 
 def rsa_keys(folder: Path) -> tuple[Path, bytes]:
