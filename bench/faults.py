@@ -4,12 +4,12 @@ Runs the scenario of ``tests/test_faults.py`` once, with its harness (``FaultDes
 desk under gunicorn with 2 workers on a private PostgreSQL and a private Redis started in
 temporary folders, boards on both workers, steady Placetel load (retried until accepted,
 as Placetel retries), and one fault after the other: Redis restarted, PostgreSQL
-restarted, a worker killed with ``kill -9``, rendering broken by taking away the right to read the users table. Unlike
-the test, the load pauses the moment a fault ends, so what is measured is the recovery
-itself: the seconds from the fault's end until every delivery was accepted (the retries of
-the deliveries the fault refused), from then until every board equals a fresh snapshot,
-and the sum, fault end → every board correct. Then whether any delivery was lost or
-applied twice.
+restarted, a worker killed with ``kill -9``, rendering broken by taking away the right to
+read the users table. Unlike the test, the load pauses the moment a fault ends, so what is
+measured is the recovery itself: the seconds from the fault's end until every delivery
+was accepted (the retries of the deliveries the fault refused), from then until every
+board equals a fresh snapshot, and the sum, fault end → every board correct. Then whether
+any delivery was lost or applied twice.
 
     python bench/faults.py          # about a minute and a half; prints the rows
 """
