@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -174,6 +175,9 @@ class Call(Base):
     # Provider-specific facts the desk needs to act on the call later (mediaservice replyId,
     # connectionId, ...). Updated with dict.update, never replaced.
     provider_facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agents routing offered the call to while it rang (ids, in ringing order), kept by
+    # ``desk.services.routing_store.record_offer``; None when the desk was not asked.
+    offered_to: Mapped[list[int] | None] = mapped_column(JSON)
     # After-call work: the disposition picked (its label at the time, so renaming the list
     # never rewrites history), the agent's note, and who saved them when.
     disposition: Mapped[str | None] = mapped_column(String(80))
@@ -392,3 +396,59 @@ class UsedToken(Base):
 
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ListenIn(Base):
+    """A supervisor listening in: the mediaservice calls one agent takes (``agent_id``), or
+    the calls to one number (``number``), ring ``address`` as a silent monitoring leg
+    (``desk.services.listen``). Exactly one of the two is set; stopping deletes the row."""
+
+    __tablename__ = "listen_ins"
+    __table_args__ = (
+        UniqueConstraint("supervisor_id", "agent_id", name="uq_listen_ins_supervisor_agent"),
+        UniqueConstraint("supervisor_id", "number", name="uq_listen_ins_supervisor_number"),
+        CheckConstraint("(agent_id IS NULL) <> (number IS NULL)", name="ck_listen_ins_one_target"),
+        # Ids are never reused after a stop (SQLite would): the audit log names rules by id.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supervisor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                 index=True)
+    number: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(255))  # sip: URI the silent leg rings
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    supervisor: Mapped[User] = relationship(foreign_keys=[supervisor_id], lazy="joined")
+    agent: Mapped[User | None] = relationship(foreign_keys=[agent_id], lazy="joined")
+
+
+class RecordingSegment(Base):
+    """One stretch of a call's recording, from a start (or resume) to a stop (or pause): the
+    provider stores each as its own file, and the call's recording is its segments in
+    ``position`` order (``desk.services.recording``). ``state``: ``recording``, ``saving``
+    (stopped, the file not confirmed yet), ``ready`` or ``failed``."""
+
+    __tablename__ = "recording_segments"
+    __table_args__ = (
+        UniqueConstraint("call_id", "position", name="uq_recording_segments_call_position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(1000))
+    state: Mapped[str] = mapped_column(String(16), default="recording")
+    # None when the provider started it itself (a recording asked for in the routing answer).
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    stop_reason: Mapped[str | None] = mapped_column(String(16))  # pause | stop | None: call end
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    started_by: Mapped[User | None] = relationship(foreign_keys=[started_by_id], lazy="joined")
+    stopped_by: Mapped[User | None] = relationship(foreign_keys=[stopped_by_id], lazy="joined")

@@ -66,7 +66,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_TIMER_RED": ("420", "int:1"),
     "DESK_EMBED_ORIGINS": ("", "str"),
     "DESK_SIMULATE": ("", "str"),
-    "DESK_SIMULATE_RATE": ("6", "float"),
+    # "auto": the demo's calls follow the agents on shift (desk.simulator.traffic.demo_rate).
+    "DESK_SIMULATE_RATE": ("auto", "str"),
+    "DESK_SIMULATE_SPEED": ("1", "float"),
     "DESK_ENDED_CALLS_SHOWN": ("20", "int:1"),
     "DESK_WS_PING_INTERVAL": ("25", "int:0"),
     "DESK_WS_COMPRESSION": ("0", "str"),
@@ -94,6 +96,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     # After-call work: seconds an available agent spends in wrap-up after a call (0: none).
     "DESK_WRAP_UP_SECONDS": ("60", "int:0"),
     "DESK_LIVE_CHANGES_KEEP": ("3600", "int:60"),
+    # Listen-in (desk.services.listen): whether the agent's own row says a supervisor is
+    # listening to the call (supervisors always see it).
+    "DESK_LISTEN_IN_SHOWN_TO_AGENT": ("0", "str"),
 }
 
 
@@ -269,6 +274,9 @@ def load_settings(
     wanted = True if simulate in ("", None) else flag("DESK_SIMULATE", simulate)
     configured = providers_configured(config)
     config["DESK_SIMULATE"] = wanted and config["DESK_DEMO"] and not configured
+    rate = str(config["DESK_SIMULATE_RATE"]).strip().lower()
+    config["DESK_SIMULATE_RATE"] = (None if rate in ("auto", "")
+                                    else _float("DESK_SIMULATE_RATE", rate))
     # Derived, not settings: the supervisor board warns a production desk that has no provider
     # yet, naming the setting that configures each one.
     config["PROVIDERS_CONFIGURED"] = configured
@@ -277,6 +285,8 @@ def load_settings(
         for provider in REGISTRY.values() if provider.configured_by
     ]
     config["DESK_WS_COMPRESSION"] = flag("DESK_WS_COMPRESSION", config["DESK_WS_COMPRESSION"])
+    config["DESK_LISTEN_IN_SHOWN_TO_AGENT"] = flag("DESK_LISTEN_IN_SHOWN_TO_AGENT",
+                                                   config["DESK_LISTEN_IN_SHOWN_TO_AGENT"])
     config["DESK_MAX_SILENCE_BY_PROVIDER"] = silences(config["DESK_MAX_SILENCE_BY_PROVIDER"],
                                                       REGISTRY)
     for provider in REGISTRY.values():

@@ -3,16 +3,20 @@
 ``make tour`` runs this. By default it starts its own demo desk with ``scripts/run`` on a
 free port and a throw-away database (so your own demo data is left alone), with simulated
 calls coming fast; ``--url`` points it at a demo desk you already run instead. It logs in as
-the demo agent and takes: the agent board with live calls, the dial form showing a
-validation message, a call being recorded; then, as the supervisor, the wallboard
-(``/wallboard``, or the supervisor board where a desk has none). Needs Playwright (the test
-extras) and Debian's Chromium (``make browser``); Playwright downloads no browser.
+the demo agent and takes: a call ringing for the agent (it rings one itself through the
+demo's unauthenticated Placetel webhook, and hangs it up afterwards), the agent board with
+live calls, the dial form showing a validation message, a call being recorded, and, hung
+up, its wrap-up form (with a few example dispositions when the desk has none yet); then,
+as the supervisor, the wallboard (``/wallboard``, or the supervisor board where a desk has
+none). Needs Playwright (the test extras) and Debian's Chromium (``make browser``);
+Playwright downloads no browser.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -86,9 +90,53 @@ def shoot(page: Page, name: str) -> None:
     print(f"  {path.relative_to(ROOT)}")
 
 
+EXAMPLE_DISPOSITIONS = ["Sale", "Call back", "Information given", "No interest"]
+
+
+def example_dispositions(page: Page, url: str) -> None:
+    """As the supervisor: a dispositions list for the wrap-up form, unless there is one."""
+    log_in(page, url, "supervisor")
+    if page.request.get(url + "/api/v1/dispositions").json()["dispositions"]:
+        return
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    answer = page.request.put(url + "/api/v1/dispositions", headers={"X-CSRFToken": token},
+                              data={"dispositions": EXAMPLE_DISPOSITIONS})
+    if not answer.ok:
+        raise SystemExit(f"could not set example dispositions: {answer.status} {answer.text()}")
+
+
+def ringing_for_you(page: Page, url: str) -> None:
+    """A call ringing the agent: the demo accepts Placetel's webhook without credentials."""
+    call = f"tour-{int(time.time())}"
+    page.request.post(url + "/webhooks/placetel", form={
+        "event": "IncomingCall", "call_id": call, "from": "+49 221 1234567", "to": "0221"})
+    try:
+        # The agent may be on a call just then: a simulated call will ring them soon after.
+        expect(page.locator("#ringing")).to_be_visible(timeout=90_000)
+        expect(page).to_have_title(re.compile(r"^\(\d+\) Ringing for you"))
+        shoot(page, "ringing-for-you")
+    finally:
+        page.request.post(url + "/webhooks/placetel", form={
+            "event": "HungUp", "call_id": call, "type": "missed", "duration": "0"})
+
+
+def wrap_up(page: Page, row_id: str) -> None:
+    """Hang up the agent's call: its ended row's wrap-up form, filled in."""
+    page.locator(f"#{row_id}").get_by_role("button", name="Hang up").click()
+    row = page.locator(f"#calls-ended #{row_id}")
+    expect(row.locator(".wrapup__form")).to_be_visible(timeout=60_000)
+    disposition = row.get_by_label("Disposition")
+    if disposition.count():
+        disposition.select_option(index=2)
+    row.get_by_label("Note").fill("Wants the brochure by post; call back on Friday")
+    row.scroll_into_view_if_needed()
+    shoot(page, "wrap-up")
+
+
 def agent_tour(page: Page, url: str) -> None:
     log_in(page, url, "agent")
     expect(page.locator("#live-status")).to_have_text("live")
+    ringing_for_you(page, url)
     own = page.locator("#calls-mine .call", has=page.get_by_role("button", name="Record"))
     expect(own.first).to_be_visible(timeout=90_000)
     expect(page.locator("#calls-queue .call").first).to_be_visible(timeout=60_000)
@@ -103,10 +151,12 @@ def agent_tour(page: Page, url: str) -> None:
     callee.fill("")
     callee.press("Tab")
 
-    row = page.locator(f"#{own.first.get_attribute('id')}")
+    row_id = own.first.get_attribute("id") or ""
+    row = page.locator(f"#{row_id}")
     row.get_by_role("button", name="Record").click()
     expect(row.locator(".rec--on")).to_be_visible()
     shoot(page, "recording")
+    wrap_up(page, row_id)
 
 
 def supervisor_tour(page: Page, url: str) -> None:
@@ -127,7 +177,7 @@ def take(url: str) -> None:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                              args=CHROMIUM_ARGS)
         try:
-            for tour in (agent_tour, supervisor_tour):
+            for tour in (example_dispositions, agent_tour, supervisor_tour):
                 context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
                 tour(context.new_page(), url)
                 context.close()

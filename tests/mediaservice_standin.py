@@ -9,6 +9,15 @@ splitconnection → one callEvent per participant; stoprecording → recordingRe
 refuse (``success: false``), hang past the desk's timeout, or answer 500; ``playback_url``
 makes its recording URL point elsewhere. Several stand-ins can play one deployment's hybrid
 sites (``siteBaseUrl``).
+
+A supervisor's monitoring leg (the desk answered with ``monitorDestAddr``) is played by
+``monitoring_leg`` (callNotify and callAnswered with ``monitoringParticipant: true``) and
+``monitoring_leg_drops`` (its callEvent, which the document gives no monitoring flag).
+Recordings stopped and started again (pause and resume) are one file each: every
+stoprecording sends recordingReady for the file the last startrecording named, or
+recordingFailed when that name contains one of ``failing_recordings`` (without a file name
+when ``failures_name_no_file``; both are invented edge cases, the document's sample is a
+success).
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ class StandIn:
     session_id: str = ""
     slow_seconds: float = 6.0
     playback_url: str | None = None  # what promptfile/{name}/url answers; None: its own /files/
+    failing_recordings: set[str] = field(default_factory=set)  # name parts whose upload fails
+    failures_name_no_file: bool = False
 
     def __post_init__(self) -> None:
         standin = self
@@ -210,9 +221,20 @@ class StandIn:
         time.sleep(0.05)
         name = next((s.body.get("recordingFileName") for s in reversed(self.seen)
                      if s.path.endswith("/startrecording") and isinstance(s.body, dict)), None)
+        name = name or "unknown.mp3"
+        if any(part in name for part in self.failing_recordings):
+            failed: dict[str, Any] = {
+                "event": "recordingFailed", "connectionId": self.connection_id,
+                "reason": "No callee media received", "sessionId": session_id,
+                "sessionReferenceId": self._ref(session_id),
+            }
+            if not self.failures_name_no_file:
+                failed["recordingFileName"] = name
+            self.callback("recordingReady", failed)
+            return
         self.callback("recordingReady", {
             "event": "recordingSuccessful", "connectionId": self.connection_id,
-            "recordingFileName": name or "unknown.mp3", "fileSize": len(SILENCE_WAV),
+            "recordingFileName": name, "fileSize": len(SILENCE_WAV),
             "sessionId": session_id, "sessionReferenceId": self._ref(session_id),
         })
 
@@ -240,4 +262,31 @@ class StandIn:
             "connectionId": self.connection_id, "monitoringParticipant": False,
             "replyId": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.reply." + self.session_id,
             "sessionReferenceId": self._ref(), "traceId": "d9b15290-fa96", **extra,
+        })
+
+    # -- a supervisor listening in -------------------------------------------------------
+    def monitoring_leg(self, listener_user: str, leg: str = "mon-5e1f") -> requests.Response:
+        """The silent leg to ``monitorDestAddr`` rings and answers: callNotify ringing and
+        callAnswered, both ``monitoringParticipant: true``; ``remotePartyNumber`` is the
+        user part of the address it rang. Returns the callAnswered's response."""
+        self.callback("callNotify", {
+            "event": "ringing", "monitoringParticipant": True, "sessionId": self.session_id,
+            "user": "46890510", "remoteUser": listener_user, "participantId": "d93f0370",
+            "remoteParticipantId": leg, "sessionReferenceId": self._ref(),
+        })
+        return self.callback("callAnswered", {
+            "callingPartyNumber": 46890510, "callerParticipantId": "d93f0370",
+            "calleeParticipantId": leg, "remotePartyNumber": listener_user,
+            "connectionId": "mon-conn-" + leg, "monitoringParticipant": True,
+            "replyId": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.monitor." + self.session_id,
+            "sessionReferenceId": self._ref(), "traceId": "d9b15290-fa96",
+        })
+
+    def monitoring_leg_drops(self, leg: str = "mon-5e1f", event: str = "calledPartyDrop",
+                             **extra: Any) -> requests.Response:
+        """The supervisor hangs up the silent leg: a callEvent about its participant."""
+        return self.callback("callEvent", {
+            "connectionId": "mon-conn-" + leg, "domain": DOMAIN, "event": event,
+            "participantId": leg, "remoteParticipantId": "d93f0370",
+            "sessionId": self.session_id, "sessionReferenceId": self._ref(), **extra,
         })

@@ -3,9 +3,10 @@
 The desk runs under gunicorn on http://127.0.0.1:<port>; the example CRM page
 (``flask --app app embed-example``, the page CRM admins copy) runs on
 http://localhost:<port2> — another site as far as cookies and frames are concerned. The
-agent logs in through the popup inside the iframe, the CRM page dials through the desk to a
-stand-in Teleforge, and an inbound Placetel call reaches the CRM page as screen_pop and
-then call_ended. A page on an origin not in DESK_EMBED_ORIGINS can neither frame the desk
+agent logs in through the popup inside the iframe, an inbound Placetel call ringing the
+agent reaches the CRM page as screen_pop and then call_ended, and the CRM page dials through
+the desk to a stand-in Teleforge. (tests/test_embed_calls_browser.py: which calls pop, hang
+up, wrap-up, HubSpot.) A page on an origin not in DESK_EMBED_ORIGINS can neither frame the desk
 nor talk to it.
 """
 
@@ -120,16 +121,8 @@ def test_a_crm_page_embeds_the_desk_dials_and_gets_screen_pops(
     expect(frame.locator("#live-status")).to_have_text("live")
     expect(page.locator("#log li[data-type='ready']").last).to_contain_text('"loggedIn":true')
 
-    # The CRM asks the desk to dial; the stand-in Teleforge gets the call.
-    page.get_by_role("button", name="Dial", exact=True).click()
-    expect(page.locator("#log li[data-type='ack']")).to_have_count(1)
-    assert len(pbx.dials) == 1
-    assert pbx.dials[0].json["callee"] == "0027820001234"
-    expect(page.locator("#log li[data-type='call_started']")).to_have_count(1)
-    started = received(page, "call_started")[0]["data"]
-    assert started["direction"] == "outbound" and started["record"] == "contact-42"
-
-    # An inbound call: the CRM gets a screen pop, and when it ends, call_ended.
+    # An inbound call ringing ann (routing rings her SIP peer): the CRM gets a screen pop,
+    # and when it ends unanswered, call_ended.
     hook = server.placetel(event="IncomingCall", **{"from": "022129191999"}, to="0221",
                            call_id="crm-in-1")
     assert hook.ok
@@ -143,6 +136,16 @@ def test_a_crm_page_embeds_the_desk_dials_and_gets_screen_pops(
     ended = received(page, "call_ended")[0]["data"]
     assert ended["callId"] == pop["data"]["callId"]
     assert ended["status"] == "missed" and ended["duration"] == 0
+
+    # The CRM asks the desk to dial; the stand-in Teleforge gets the call.
+    page.get_by_role("button", name="Dial", exact=True).click()
+    expect(page.locator("#log li[data-type='ack']")).to_have_count(1)
+    assert len(pbx.dials) == 1
+    assert pbx.dials[0].json["callee"] == "0027820001234"
+    expect(page.locator("#log li[data-type='call_started']")).to_have_count(1)
+    started = received(page, "call_started")[0]["data"]
+    assert started["direction"] == "outbound" and started["record"] == "contact-42"
+    assert started["number"] == "0027820001234"  # the customer's, not the extension
 
     # A frame from an origin that is not listed (and is not the parent) is ignored.
     page.evaluate("""url => { const f = document.createElement('iframe');

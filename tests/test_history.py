@@ -273,3 +273,110 @@ def test_times_are_shown_in_the_desk_time_zone(app: Flask, client: FlaskClient,
     page = client.get("/history").get_data(as_text=True)
     assert T0.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S") in page
     assert "Times in Asia/Tokyo" in page
+
+
+# -- bad filters on the pages: the page comes back whole, each problem under its field --------
+
+
+def field_html(page: str, name: str) -> str:
+    """The markup of the filter field named ``name``."""
+    start = page.index(f'id="filter-{name}"')
+    return page[start:page.index("</div>", start)]
+
+
+def test_a_bad_history_filter_keeps_the_page_and_the_filters(
+    client: FlaskClient, calls: dict[str, int], users: dict[str, int],
+) -> None:
+    login(client, "sue")
+    response = client.get(f"/history?number=0301&agent={users['ann']}&outcome=answered"
+                          "&from=2026-05-04&to=2026-05-01")
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert 'class="topbar"' in page and 'id="counters"' in page  # the usual header
+    # Every filter as typed, the good ones too.
+    assert 'value="0301"' in field_html(page, "number")
+    assert f'value="{users["ann"]}" selected' in field_html(page, "agent")
+    assert 'value="answered" selected' in field_html(page, "outcome")
+    assert 'value="2026-05-04" type="date"' in field_html(page, "from")
+    to = field_html(page, "to")
+    assert 'value="2026-05-01"' in to and 'aria-invalid="true"' in to
+    assert 'aria-describedby="filter-to-problem"' in to and "autofocus" in to
+    assert 'id="filter-to-problem">The \'to\' date is before the \'from\' date; swap them.' in page
+    assert 'aria-invalid' not in field_html(page, "from")
+    # The results say why there are none, and nothing is offered that would ignore the filters.
+    assert "No calls shown:" in page and 'id="history-' not in page
+    assert "Export CSV" not in page and 'rel="next"' not in page
+
+
+def test_every_bad_history_filter_is_reported_and_the_first_has_the_focus(
+    client: FlaskClient, calls: dict[str, int],
+) -> None:
+    login(client, "sue")
+    response = client.get("/history?provider=skype&from=yesterday&to=soon&page=0")
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    for name, message in [("provider", "'provider' must be one of"),
+                          ("from", "'from' must be a date like 2026-03-31, not 'yesterday'"),
+                          ("to", "'to' must be a date like 2026-03-31, not 'soon'")]:
+        field = field_html(page, name)
+        assert 'aria-invalid="true"' in field, name
+        assert f'id="filter-{name}-problem">{message}' in page, name
+    assert page.count("autofocus") == 1 and "autofocus" in field_html(page, "provider")
+    # A date that is no date is shown as typed (a date picker would show it blank).
+    assert 'value="yesterday" type="text"' in field_html(page, "from")
+    assert 'value="skype" selected>skype (not one of these)' in field_html(page, "provider")
+    # The page number has no field: the results area names it with the rest.
+    results = page[page.index('id="results-refused"'):]
+    assert "'page' must be a whole number" in results and "'from' must be a date" in results
+
+
+def test_an_agent_with_a_bad_filter_gets_the_page_too(client: FlaskClient,
+                                                      calls: dict[str, int]) -> None:
+    login(client, "ann")
+    response = client.get("/history?from=2026-02-30")
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert "your calls" in page and "'from' must be a date like 2026-03-31" in page
+    assert "autofocus" in field_html(page, "from")
+
+
+def test_the_export_with_bad_filters_is_plain_text_naming_each(
+    client: FlaskClient, calls: dict[str, int],
+) -> None:
+    login(client, "sue")
+    response = client.get("/history.csv?from=yesterday&outcome=happy")
+    assert response.status_code == 400 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert text.startswith("The export was refused:")
+    assert "'from' must be a date like 2026-03-31, not 'yesterday'." in text
+    assert "'outcome' must be one of" in text and "<" not in text
+
+
+def test_a_bad_audit_filter_keeps_the_page_and_the_filters(
+    client: FlaskClient, calls: dict[str, int], users: dict[str, int],
+) -> None:
+    login(client, "sue")
+    response = client.get(f"/audit?user={users['ann']}&action=hangup&call=abc"
+                          "&from=2026-05-04&to=2026-05-01")
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert 'class="topbar"' in page and 'id="counters"' in page
+    assert f'value="{users["ann"]}" selected' in field_html(page, "user")
+    assert 'value="hangup"' in field_html(page, "action")
+    call = field_html(page, "call")
+    assert 'value="abc"' in call and 'aria-invalid="true"' in call and "autofocus" in call
+    assert "'call' must be a number" in page
+    assert 'aria-invalid="true"' in field_html(page, "to") and "swap them" in page
+    assert "No audit entries shown:" in page and 'id="audit-' not in page
+    # Fixed, the same filters find the entry.
+    fixed = client.get(f"/audit?user={users['ann']}&action=hangup&call={calls['ann']}")
+    assert fixed.status_code == 200 and 'id="audit-' in fixed.get_data(as_text=True)
+
+
+def test_an_agent_without_the_agent_field_gets_the_focus_on_a_field_they_have(
+    client: FlaskClient, calls: dict[str, int],
+) -> None:
+    login(client, "ann")
+    page = html.unescape(client.get("/history?agent=bob&to=soon").get_data(as_text=True))
+    assert 'id="filter-agent"' not in page and "'agent' must be a number" in page
+    assert page.count("autofocus") == 1 and "autofocus" in field_html(page, "to")

@@ -8,6 +8,7 @@ three examples of Stringee's SCCO helper document (``tests.providers.stringee.te
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from flask import Flask
@@ -799,3 +800,112 @@ def test_preview_of_a_placetel_only_target_says_what_the_others_do(
     assert "which only Placetel can reach; instead ringing 2 agent(s)" in page
     plain = client.get("/routing?from=0301&to=0221&via=stringee").get_data(as_text=True)
     assert 'id="preview-note"' not in plain
+
+
+# --- the page's answers to mistakes: every one, beside its field, the form as typed --------
+
+
+def test_every_bad_line_is_reported_with_its_number_and_what_to_type(
+    app: Flask, people: dict[str, int]
+) -> None:
+    client, token = supervisor(app)
+    groups = "ann, zed : 20\nbob\n : 30\nann : soon\ncy, yan, xi"
+    blocked = "0301 555\ncall me maybe\n0302, later; 0303\nanonymous"
+    response = client.post("/routing", data=valid_form(
+        token, ring_groups=groups, blocked_callers=blocked, ring_time="soon"))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    text = html.unescape(page)
+    for message in [
+        "Ring groups, line 1: there is no agent named 'zed'; the agents are ann, bob, cy",
+        "Ring groups, line 3: name at least one agent, then optionally ': seconds', "
+        "e.g. ann, bob : 20",
+        "Ring groups, line 4: must be whole seconds from 1 to 600, not 'soon'",
+        "Ring groups, line 5: there is no agent named 'yan' or 'xi'",
+        "Blocked callers, line 2: 'call me maybe' is not a phone number (digits",
+        "Blocked callers, line 3: 'later' is not a phone number",
+        "Ring time: must be whole seconds from 1 to 600, not 'soon'",
+    ]:
+        assert message in text, message
+    assert "Ring groups, line 2" not in text and "Blocked callers, line 1" not in text
+    assert "Nothing was saved: 7 mistakes to fix, each shown beside its field below." in text
+    # What was typed comes back as typed, each problem beside its field, the first focused.
+    assert f">{html.escape(groups)}</textarea>" in page
+    assert f">{html.escape(blocked)}</textarea>" in page
+    assert 'value="soon"' in page and 'type="text" inputmode="numeric" id="ring_time"' in page
+    groups_field = page[page.index('id="ring_groups"'):page.index("</textarea>",
+                                                                  page.index('id="ring_groups"'))]
+    assert 'aria-invalid="true" aria-describedby="ring_groups-error"' in groups_field
+    after_field = page[page.index('id="ring_groups"'):]
+    assert after_field.index('id="ring_groups-error"') < after_field.index('class="hint"')
+    assert page.count("autofocus") == 1
+    assert 'aria-describedby="ring_time-error" autofocus' in page
+    assert 'aria-describedby="blocked_callers-error"' in page
+    assert count(app, RoutingConfig) == 0
+
+
+def test_every_bad_target_row_is_reported_beside_its_row(
+    app: Flask, people: dict[str, int]
+) -> None:
+    client, token = supervisor(app)
+    response = client.post("/routing", data=valid_form(token, **{
+        "target-0-number": "0221", "target-0-queue": "5",
+        "target-1-number": "anonymous", "target-1-queue": "6",
+        "target-2-number": "0221777",
+        "target-3-number": "02 21", "target-3-queue": "7",
+    }))
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert "Number: a called number is digits such as 0221 2919 1000; 'anonymous' only " \
+           "names callers" in page
+    assert "0221777: tick the agents to ring or give the id" in page
+    assert "Number: 02 21 has two rows; keep one." in page
+    for row in (1, 2, 3):
+        assert f'aria-describedby="target-{row}-error"' in page
+        assert f'id="target-{row}-error"' in page
+    assert 'aria-describedby="target-0-error"' not in page
+    assert 'value="anonymous"' in page and 'value="02 21"' in page
+
+
+def test_the_routing_page_has_the_boards_header(app: Flask, people: dict[str, int]) -> None:
+    client, _ = supervisor(app)
+    page = client.get("/routing").get_data(as_text=True)
+    board = client.get("/supervisor").get_data(as_text=True)
+    header = board[board.index('<header class="topbar"'):board.index("</header>")]
+    assert page[page.index('<header class="topbar"'):page.index("</header>")] == header
+    assert 'id="live-status"' in page and 'id="counters"' in page and 'ws-connect="/ws"' in page
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("from=call+me&to=0221", "from", "From: 'call me' is not a phone number (digits, "
+         "optionally a leading + or 00, spaces and dashes allowed) or 'anonymous'"),
+        ("from=0301&to=0221x", "to", "To: '0221x' is not a phone number"),
+        ("from=0301&to=anonymous", "to", "To: a called number is digits such as 0221 2919 1000"),
+        ("from=0301&to=", "to", "To: type the number the call is made to, such as 0221 2919 1000."),
+        ("from=0301&to=0221&via=skype", "via", "Provider: choose Placetel or Stringee."),
+    ],
+)
+def test_the_preview_refuses_bad_numbers_with_the_forms_messages(
+    app: Flask, people: dict[str, int], query: str, field: str, message: str
+) -> None:
+    client, _ = supervisor(app)
+    response = client.get(f"/routing?{query}")
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert f'id="p-{field}-error">{message}' in page
+    assert f'aria-invalid="true" aria-describedby="p-{field}-error" autofocus' in page
+    assert "No preview:" in page and "The answer the provider gets" not in page
+    for name, value in parse_qsl(query):  # what was typed is kept
+        assert f'value="{value}"' in page, name
+    # The saved rules' form is still there, unharmed.
+    assert 'name="ring_time"' in page and "Nothing was saved" not in page
+
+
+def test_the_preview_takes_a_withheld_caller(app: Flask, people: dict[str, int]) -> None:
+    client, _ = supervisor(app)
+    for caller in ("", "anonymous"):
+        response = client.get(f"/routing?from={caller}&to=0221&via=placetel")
+        assert response.status_code == 200
+        assert "ringing 2 agent(s)" in response.get_data(as_text=True)

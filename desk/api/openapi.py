@@ -37,7 +37,9 @@ CALL = {
         "ended_at": {"type": ["string", "null"], "format": "date-time"},
         "duration": {"type": ["integer", "null"], "description": "Talk time in seconds."},
         "end_cause": {"type": ["string", "null"]},
-        "recording_state": {"type": "string"},
+        "recording_state": {"type": "string", "description": "off, pending, on, paused, "
+                            "stopping, ready or failed; a paused and resumed recording is "
+                            "several parts (GET /calls/{call_id}/recording/segments)."},
         "disposition": {"type": ["string", "null"], "description": "Picked at wrap-up."},
         "wrap_up_note": {"type": ["string", "null"]},
         "wrapped_up_at": {"type": ["string", "null"], "format": "date-time"},

@@ -255,6 +255,15 @@ class Decision(Destination):
             raise ValueError("a fallback must be something every provider can do")
 
     @property
+    def offered_to(self) -> tuple[int, ...]:
+        """The agents a ``ring`` decision rings, each once, in the order they ring: whom the
+        call is offered to. Empty for every other action (a Placetel group or routing plan
+        picks its own people; a fallback is not what the provider is told)."""
+        if self.action != "ring":
+            return ()
+        return tuple(dict.fromkeys(agent.id for step in self.steps for agent in step.agents))
+
+    @property
     def placetel_only(self) -> bool:
         """Only Placetel can carry this out (a prompt, group or routing plan)."""
         return self.action in PLACETEL_ONLY

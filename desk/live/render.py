@@ -19,6 +19,7 @@ from desk.live.changes import AGENTS, ALERTS, CALLS, Changes
 from desk.live.hub import Fragments
 from desk.models import Call, User
 from desk.services import queries, wallboard
+from desk.services.routing_store import rings_for
 from desk.services.visibility import shared_with_agents
 
 
@@ -33,9 +34,9 @@ def supervisor_section(call: Call) -> str:
 
 
 def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
-         oob: bool = True) -> str:
+         oob: bool = True, for_you: bool = False) -> str:
     return render_template("board/_call_row.html", call=call, section=section, own=own,
-                           may_act=may_act, oob=oob)
+                           may_act=may_act, oob=oob, for_you=for_you)
 
 
 def _removed(call: Call) -> str:
@@ -52,6 +53,8 @@ def call_fragments(
     Supervisors may act on any call, an agent on its own; nobody else sees buttons. The
     other agents get the row only while ``shared_with_agents`` allows it: when another
     agent's call ends, its row leaves their boards instead of moving to *Recently ended*.
+    An agent the call rings (``rings_for``: routed or offered to them) gets it marked
+    *ringing for you*: after the others' copy, so on their board the marked one wins.
     Only the ``roles`` that have boards open are rendered for.
     """
     fragments: Fragments = []
@@ -62,10 +65,15 @@ def call_fragments(
     others = "agents"
     if call.agent_id is not None:
         fragments.append((f"agent:{call.agent_id}",
-                          _row(call, agent_section(call, call.agent_id), own=True, may_act=True)))
+                          _row(call, agent_section(call, call.agent_id), own=True, may_act=True,
+                               for_you=rings_for(call, call.agent_id))))
         others = f"others:{call.agent_id}"
     shared = shared_with_agents(call)
     fragments.append((others, _row(call, agent_section(call, None)) if shared else _removed(call)))
+    for agent_id in dict.fromkeys(call.offered_to or ()):
+        if agent_id != call.agent_id and rings_for(call, agent_id):  # live: shared with all
+            fragments.append((f"agent:{agent_id}",
+                              _row(call, agent_section(call, agent_id), for_you=True)))
     return fragments
 
 
@@ -148,6 +156,8 @@ def board_context(session: Any, user: User) -> dict[str, Any]:
         context["alerts"] = queries.open_alerts(session)
         context["wb"] = wallboard.compute(session, current_app.config["DESK_TIMEZONE"])
     else:
+        # The calls ringing this agent, which their rows mark (``_call_row.html``).
+        context["for_me"] = {c.id for c in live if rings_for(c, user.id)}
         context["mine"] = [c for c in live if c.agent_id == user.id]
         context["on_call"] = next((c for c in context["mine"] if c.state == "talking"), None)
         context["queue"] = [c for c in live if c.agent_id != user.id]

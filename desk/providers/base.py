@@ -21,8 +21,9 @@ from flask import Blueprint, Flask
 Setting = tuple[Any, str]
 """A setting's default and kind: "str", "flag", "float" or "int:<minimum>"."""
 
-CAPABILITIES = frozenset({"hangup", "drop", "split", "record"})
-"""Every call button the desk knows; a provider supports a subset."""
+CAPABILITIES = frozenset({"hangup", "drop", "split", "record", "pause"})
+"""Every call button the desk knows; a provider supports a subset ("pause": pause and resume
+a recording, with "record")."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ One function per action, shared by the board's buttons and the JSON API. Each on
    row — nothing else on the board changes. An action the provider never confirms is
    cleared by ``desk.services.sweeper`` after ``DESK_PENDING_TIMEOUT``.
 
+**Pause** and **Resume** recording (capability ``pause``) stop the recording and start it again
+under the next file name: the call's recording is the ordered list of those segments
+(``desk.services.recording``), each pause and resume audited with who pressed it.
+
 ``close`` is the supervisor's **Close call**: for a call whose provider will not say it
 ended, the desk ends it itself (``desk.services.sweeper.close``); no provider is asked.
 
@@ -26,8 +30,10 @@ from the mapping passed in, never from the app:
 
 * ``controllable(call) -> bool``: the provider can act on this call now;
 * ``hangup(call, config)``, ``drop(call, party, config)``, ``split(call, target, config)``,
-  ``start_recording(call, config)``, ``stop_recording(call, config)``: a ``Request``;
-* ``recording_url(call, config) -> str``: a playback URL.
+  ``start_recording(call, config, part=1)`` (``part``: the segment's position),
+  ``stop_recording(call, config)``: a ``Request`` (a pause is a stop, a resume a start);
+* ``recording_url(call, config, file_name=None) -> str``: a playback URL (of one segment's
+  file when ``file_name`` is given).
 """
 
 from __future__ import annotations
@@ -46,10 +52,10 @@ from desk import providers
 from desk.db import end_reads
 from desk.live.changes import CALLS, mark_changed
 from desk.models import Call, User, utcnow
-from desk.services import audit, sweeper
+from desk.services import audit, recording, sweeper
 
 PARTIES = ("caller", "agent")
-PENDING = ("hangup", "drop", "split", "record", "stop-record")
+PENDING = ("hangup", "drop", "split", "record", "stop-record", "pause-record", "resume-record")
 _TARGET = re.compile(r"^(sips?:)?[A-Za-z0-9+._~*#-]{1,64}(@[A-Za-z0-9.-]{1,190})?$")
 
 
@@ -170,8 +176,9 @@ def _claim(session: Session, call: Call, action: str, supersedes: tuple[str, ...
 
 def _finish(session: Session, user: User, call: Call, action: str, detail: Any,
             send: Callable[[], Any], confirmed: dict[str, Any],
-            failed: dict[str, Any]) -> Outcome:
-    """Ask the provider; record the answer; leave the row pending, confirmed or failed."""
+            failed: dict[str, Any], then: Callable[[Session], None] | None = None) -> Outcome:
+    """Ask the provider; record the answer; leave the row pending, confirmed or failed.
+    ``then`` adds what an accepted action changes besides the call row (same commit)."""
     status = 200
     try:
         answer = send()
@@ -183,6 +190,8 @@ def _finish(session: Session, user: User, call: Call, action: str, detail: Any,
     else:
         values = confirmed
         outcome, message, ok, provider_answer = "ok", "", True, answer
+        if then is not None:
+            then(session)
     values = dict(values)
     clear = "pending_action" in values and values.pop("pending_action") is None
     if values:
@@ -273,13 +282,61 @@ def start_recording(session: Session, user: User, call_id: int,
                 f"Only a call in conversation can be recorded, not a {call.state} one.")
     if call.recording_state in ("pending", "on", "stopping"):
         _refuse(session, user, call, "record", "This call is being recorded already.")
+    if call.recording_state == "paused":
+        _refuse(session, user, call, "record", "This call's recording is paused; resume it.")
+    part = recording.next_position(session, call.id)
     request = _prepare(session, user, call, "record",
-                       lambda m: m.start_recording(call, config))
+                       lambda m: m.start_recording(call, config, part=part))
+    before = call.recording_state
     _claim(session, call, "record", recording_state="pending", recording_error=None,
            **request.values)
     return _finish(session, user, call, "record", dict(request.detail), request.send,
                    confirmed={"pending_action": None, "recording_state": "on"},
-                   failed={"recording_state": "off"})
+                   failed={"recording_state": before if before != "pending" else "off"},
+                   then=_opened(call.id, part, request, user))
+
+
+def _opened(call_id: int, part: int, request: Request, user: User) -> Callable[[Session], None]:
+    """Segment ``part`` of the call's recording, once the provider accepted the start."""
+    name = str(request.detail.get("recordingFileName") or "")
+    return lambda session: recording.opened(session, call_id, part, name, user.id)
+
+
+def pause_recording(session: Session, user: User, call_id: int,
+                    config: Mapping[str, Any]) -> Outcome:
+    """Stop the recording for now; the row says *Recording paused* until it resumes."""
+    call = _load(session, user, call_id)
+    if not can_act(user, call, "pause"):
+        _refuse(session, user, call, "pause-record",
+                f"Only the recording of a call in conversation can be paused, not of a "
+                f"{call.state} one.")
+    if call.recording_state != "on":
+        _refuse(session, user, call, "pause-record", "This call is not being recorded.")
+    request = _prepare(session, user, call, "pause-record",
+                       lambda m: m.stop_recording(call, config))
+    _claim(session, call, "pause-record", **request.values)
+    return _finish(session, user, call, "pause-record", dict(request.detail), request.send,
+                   confirmed={"pending_action": None, "recording_state": "paused"}, failed={},
+                   then=lambda s: recording.closed(s, call.id, user.id, "pause"))
+
+
+def resume_recording(session: Session, user: User, call_id: int,
+                     config: Mapping[str, Any]) -> Outcome:
+    """Record again after a pause, into the next segment's file."""
+    call = _load(session, user, call_id)
+    if not can_act(user, call, "pause"):
+        _refuse(session, user, call, "resume-record",
+                f"Only the recording of a call in conversation can be resumed, not of a "
+                f"{call.state} one.")
+    if call.recording_state != "paused":
+        _refuse(session, user, call, "resume-record", "This call's recording is not paused.")
+    part = recording.next_position(session, call.id)
+    request = _prepare(session, user, call, "resume-record",
+                       lambda m: m.start_recording(call, config, part=part))
+    _claim(session, call, "resume-record", **request.values)
+    return _finish(session, user, call, "resume-record", dict(request.detail), request.send,
+                   confirmed={"pending_action": None, "recording_state": "on"}, failed={},
+                   then=_opened(call.id, part, request, user))
 
 
 def stop_recording(session: Session, user: User, call_id: int,
@@ -293,7 +350,8 @@ def stop_recording(session: Session, user: User, call_id: int,
     return _finish(session, user, call, "stop-record",
                    {"recordingFileName": call.recording_file_name, **request.detail},
                    request.send, confirmed={"pending_action": None},
-                   failed={"recording_state": "on"})
+                   failed={"recording_state": "on"},
+                   then=lambda s: recording.closed(s, call.id, user.id, "stop"))
 
 
 def close(session: Session, user: User, call_id: int) -> Outcome:
@@ -312,11 +370,24 @@ def close(session: Session, user: User, call_id: int) -> Outcome:
 
 
 def recording_url(session: Session, user: User, call_id: int,
-                  config: Mapping[str, Any]) -> str:
-    """A fresh playback URL (providers hand out short-lived ones; never stored)."""
+                  config: Mapping[str, Any], part: int | None = None) -> str:
+    """A fresh playback URL (providers hand out short-lived ones; never stored): of the
+    recording, or of its segment at position ``part``."""
     call = _load(session, user, call_id)
     module = _module(call)
-    if call.recording_state != "ready" or not call.recording_file_name or module is None:
+    if module is None:
+        raise ActionRefused("This call has no recording ready to play.", status=404)
+    if part is not None:
+        segment = next((s for s in recording.segments(session, call.id)
+                        if s.position == part), None)
+        if segment is None or segment.state != "ready":
+            raise ActionRefused(f"Part {part} of this call's recording is not ready to play.",
+                                status=404)
+        try:
+            return str(module.recording_url(call, config, file_name=segment.file_name))
+        except ProviderFailure as exc:
+            raise ActionRefused(f"The recording cannot be fetched: {exc}", status=502) from exc
+    if call.recording_state != "ready" or not call.recording_file_name:
         raise ActionRefused("This call has no recording ready to play.", status=404)
     try:
         return str(module.recording_url(call, config))

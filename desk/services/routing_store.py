@@ -9,7 +9,9 @@ to, with presence as set on the board and ``active_calls`` counted from live cal
 ``decide_for_call`` is what every provider webhook calls (Placetel's IncomingCall,
 Stringee's number answer URL, mediaservice's newCall), so one set of rules answers them all;
 only Placetel gets its own prompts, groups and routing plans, every other provider their
-fallback (``Decision.portable``).
+fallback (``Decision.portable``). What a provider was told to ring is kept on the call with
+``record_offer`` (``Call.offered_to``); ``rings_for`` says whether a call rings an agent now,
+which is what boards mark *ringing for you* and what the CRM gets a screen pop for.
 
 The document (every field optional; a target holds exactly one of ``agent_ids``,
 ``ring_groups``, ``queue_id``, ``prompt_id``, ``group_id``, ``routing_plan_id``, and a group
@@ -52,6 +54,7 @@ from desk.domain.routing import (
     decide,
     normalize_number,
 )
+from desk.live.changes import CALLS, mark_changed
 from desk.models import LIVE_STATES, Call, RoutingConfig, User, utcnow
 from desk.services.wrapup import effective_presence
 
@@ -86,6 +89,16 @@ def check_number(value: Any, field: str) -> str:
             f"{field}: {text[:40]!r} is not a phone number (digits, optionally a leading + "
             "or 00, spaces and dashes allowed) or 'anonymous'"
         )
+    return text
+
+
+def check_called_number(value: Any, field: str) -> str:
+    """A number calls are made to: a phone number as ``check_number`` takes it, never
+    ``anonymous`` (which only names callers)."""
+    text = check_number(value, field)
+    if normalize_number(text) == "anonymous":
+        raise ValueError(f"{field}: a called number is digits such as 0221 2919 1000; "
+                         "'anonymous' only names callers")
     return text
 
 
@@ -273,9 +286,7 @@ def rules_from_document(
     targets: dict[str, NumberTarget] = {}
     seen: dict[str, str] = {}
     for number, target in targets_doc.items():
-        checked = check_number(number, f"targets[{str(number)[:40]!r}]")
-        if checked == "anonymous":
-            raise ValueError("targets['anonymous']: a target needs a called number")
+        checked = check_called_number(number, f"targets[{str(number)[:40]!r}]")
         normal = normalize_number(checked)
         if normal in seen:
             raise ValueError(f"targets[{checked!r}]: the same number as {seen[normal]!r}")
@@ -425,3 +436,30 @@ def decide_for_call(
         reachable_by=reachable_by,
     )
     return decision.portable() if portable else decision
+
+
+# --- whom a call is offered to -----------------------------------------------------------
+
+RINGING_STATES = ("ringing", "dialling")
+
+
+def record_offer(session: SessionLike, call_id: int, agent_ids: Collection[int]) -> None:
+    """Keep on call ``call_id`` the agents the provider was just told to ring (replacing an
+    earlier offer: a provider asking again acts on the newer answer), and mark the call
+    changed so boards re-render it. Writes in the session's transaction; the caller commits.
+    """
+    session.execute(
+        update(Call).where(Call.id == call_id)
+        .values(offered_to=list(agent_ids), version=Call.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    mark_changed(session, CALLS, call_id)
+
+
+def rings_for(call: Call, agent_id: int) -> bool:
+    """Whether ``call`` is ringing ``agent_id`` right now: a call towards the desk that is
+    still ringing (or dialling), routed to that agent or offered to them. An agent's own
+    outbound call rings the customer, not the agent."""
+    if call.state not in RINGING_STATES or call.direction == "outbound":
+        return False
+    return call.agent_id == agent_id or agent_id in (call.offered_to or ())

@@ -83,6 +83,8 @@ PENDING_WHAT = {
     "split": "the transfer",
     "record": "the start of the recording",
     "stop-record": "the end of the recording",
+    "pause-record": "the pause of the recording",
+    "resume-record": "the recording going on again",
 }
 _ATTEMPTS = 8
 _CHUNK = 500

@@ -22,10 +22,13 @@ from flask.cli import with_appcontext
 
 from desk.simulator.traffic import PROVIDERS, Auth, Traffic
 
+DEFAULT_RATE = 6.0  # calls a minute when neither --rate nor DESK_SIMULATE_RATE says
+
 
 @click.command("simulate")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=6000), default=None,
-              help="New calls per minute (default: DESK_SIMULATE_RATE).")
+              help=f"New calls per minute (default: DESK_SIMULATE_RATE, or {DEFAULT_RATE:g} "
+                   "when that is auto).")
 @click.option("--url", default="http://127.0.0.1:5000", show_default=True,
               help="The desk to send to.")
 @click.option("--calls", type=click.IntRange(min=1), default=None,
@@ -51,9 +54,11 @@ def simulate_command(rate: float | None, url: str, calls: int | None, providers:
         stringee_token=config["DESK_STRINGEE_TOKEN"] or None,
         mediaservice_key_pem=Path(mediaservice_key).read_text() if mediaservice_key else None,
     )
-    traffic = Traffic(url, rate or float(config["DESK_SIMULATE_RATE"]), auth=auth,
+    # "auto" paces the demo desk's own traffic by its agents, which only it can see.
+    traffic = Traffic(url, rate or config["DESK_SIMULATE_RATE"] or DEFAULT_RATE, auth=auth,
                       providers=chosen, speed=speed)
-    click.echo(f"Simulating {traffic.rate:g} calls a minute ({', '.join(chosen)}) into {url}"
+    click.echo(f"Simulating {traffic.current_rate():g} calls a minute ({', '.join(chosen)}) "
+               f"into {url}"
                + (f", {calls} calls" if calls else "; Ctrl+C stops") + ".")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: traffic.stop.set())

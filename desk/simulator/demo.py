@@ -3,7 +3,9 @@
 ``DemoSimulators`` is created by ``register_simulators`` when ``DESK_SIMULATE`` is on (never
 when a provider is configured). It owns the Teleforge notification list (Redis when the desk
 has one, else ``InProcessList``) and the consumer that reads it, the simulated mediaservice's
-``SessionBook``, and the inbound ``Traffic``.
+``SessionBook``, and the inbound ``Traffic``, paced by the agents on shift as
+``DeskStaffing`` reads them from the desk's database (unless ``DESK_SIMULATE_RATE`` fixes
+the rate).
 
 Nothing runs and nothing is written until ``ensure_started`` is called with the desk's own
 address, which the factory does on a server process's first request (not at import, not in
@@ -39,7 +41,7 @@ from desk.providers.teleforge import client as teleforge_client
 from desk.providers.teleforge import simulator as teleforge
 from desk.providers.teleforge.listener import for_app, listener_for, redis_url_for
 from desk.simulator.inprocess_list import InProcessList
-from desk.simulator.traffic import Traffic
+from desk.simulator.traffic import MEDIASERVICE_NUMBERS, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +100,22 @@ class DemoSimulators:
             listen = self.list is not None or self.app.config["DESK_TELEFORGE_LISTEN"]
             if self._own_listener and listen:
                 self.listener.ensure_started()
+            config = self.app.config
             if traffic:
-                self.traffic = Traffic(self.base_url, float(self.app.config["DESK_SIMULATE_RATE"]),
-                                       stop=self.stop, book=self.book, rng=random.Random())
+                self.traffic = Traffic(
+                    self.base_url, config["DESK_SIMULATE_RATE"], stop=self.stop,
+                    book=self.book, rng=random.Random(), speed=config["DESK_SIMULATE_SPEED"],
+                    staffing=DeskStaffing(self.app), wrap_up=config["DESK_WRAP_UP_SECONDS"],
+                )
                 threading.Thread(target=self.traffic.run, name="sim-traffic",
                                  daemon=True).start()
             self._started = True
-            log.info("Simulators on at %s/simulator (Teleforge notifications via %s); "
-                     "%.3g simulated calls a minute", self.base_url,
-                     "Redis" if self.list is None else "an in-process list",
-                     self.app.config["DESK_SIMULATE_RATE"] if traffic else 0)
+            rate = config["DESK_SIMULATE_RATE"]
+            log.info("Simulators on at %s/simulator (Teleforge notifications via %s); %s",
+                     self.base_url, "Redis" if self.list is None else "an in-process list",
+                     "no simulated calls" if not traffic else
+                     f"{rate:.3g} simulated calls a minute" if rate is not None else
+                     "simulated calls paced by the agents on shift")
 
     def _configure(self, base_url: str) -> None:
         self.base_url = base_url
@@ -139,6 +147,36 @@ class DemoSimulators:
         self.stop.set()
         if self._own_listener:
             self.listener.stop()
+
+
+class DeskStaffing:
+    """The demo desk's agents as its routing sees them, read from its database each time
+    the demo's pace asks (``desk.simulator.traffic.Staffing``): who is on shift, and whom a
+    mediaservice call arriving now would ring (presence, wrap-up, calls in hand and the
+    routing rules all count, exactly as for a real call)."""
+
+    ON_SHIFT = ("available", "wrap-up")
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def on_shift(self) -> int:
+        from desk.extensions import db
+        from desk.services.routing_store import routing_agents
+
+        with self.app.app_context(), db.new_session() as session:
+            return sum(1 for agent in routing_agents(session)
+                       if agent.sip_peer and agent.presence in self.ON_SHIFT)
+
+    def free(self) -> int:
+        from desk.extensions import db
+        from desk.services.routing_store import decide_for_call
+
+        with self.app.app_context(), db.new_session() as session:
+            decision = decide_for_call(session, None, MEDIASERVICE_NUMBERS[0],
+                                       reachable_by="sip_peer")
+        return sum(len(step.agents) for step in decision.steps) if decision.action == "ring" \
+            else 0
 
 
 def _desk_api_key() -> tuple[Path, str]:

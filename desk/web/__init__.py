@@ -9,6 +9,7 @@ from desk.web import (  # noqa: E402,F401  (routes register on import)
     calls,
     dial,
     history,
+    people,
     wrapup,
 )
-from desk.web.supervisor import routing, wallboard  # noqa: E402,F401
+from desk.web.supervisor import listen, routing, wallboard  # noqa: E402,F401

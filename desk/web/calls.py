@@ -3,6 +3,12 @@
 Besides the provider's buttons, supervisors have **Close call** on every live call: the desk
 ends it itself when the provider will not (``desk.services.sweeper``).
 
+A recording paused and resumed is several files: the page lists them in order with the
+paused spans between, and ``/calls/<id>/recording?part=N`` plays segment N
+(``desk.services.recording``). The callbacks of a supervisor's monitoring leg (event kinds
+ending ``:monitoring``) are left out of the timeline for agents unless
+``DESK_LISTEN_IN_SHOWN_TO_AGENT`` is on.
+
 The page holds the websocket like the boards: its row, counters and live indicator follow
 every change (``static/board/desk.js``).
 
@@ -24,7 +30,7 @@ from sqlalchemy.orm import Session
 from desk.extensions import db, hub
 from desk.live.render import row_for
 from desk.models import AuditEntry, Delivery, User
-from desk.services import actions, queries
+from desk.services import actions, queries, recording
 from desk.services.visibility import load_visible
 from desk.web import bp
 
@@ -81,11 +87,28 @@ def stop_record(call_id: int) -> str:
     return _act(lambda: actions.stop_recording(*_who(call_id), current_app.config))
 
 
+@bp.post("/calls/<int:call_id>/recording/pause")
+@login_required
+def pause_record(call_id: int) -> str:
+    return _act(lambda: actions.pause_recording(*_who(call_id), current_app.config))
+
+
+@bp.post("/calls/<int:call_id>/recording/resume")
+@login_required
+def resume_record(call_id: int) -> str:
+    return _act(lambda: actions.resume_recording(*_who(call_id), current_app.config))
+
+
 @bp.get("/calls/<int:call_id>/recording")
 @login_required
 def play(call_id: int) -> ResponseReturnValue:
+    """The recording (``?part=N``: its segment N) from a fresh provider address."""
+    part = request.args.get("part")
+    if part is not None and not (part.isascii() and part.isdigit() and 0 < int(part) < 10**6):
+        abort(400, f"'part' must be a segment number (1, 2, ...), not {part[:20]!r}.")
     try:
-        return redirect(actions.recording_url(*_who(call_id), current_app.config))
+        return redirect(actions.recording_url(*_who(call_id), current_app.config,
+                                              part=int(part) if part else None))
     except actions.ActionRefused as exc:
         abort(exc.status, exc.message)
 
@@ -97,6 +120,9 @@ def detail(call_id: int) -> str:
     deliveries = db.session.scalars(
         select(Delivery).where(Delivery.call_id == call.id).order_by(Delivery.id)
     ).all()
+    if not (current_user.is_supervisor or current_app.config["DESK_LISTEN_IN_SHOWN_TO_AGENT"]):
+        deliveries = [d for d in deliveries if not (d.kind or "").endswith(":monitoring")]
+    segments = recording.segments(db.session, call.id)
     audit = db.session.scalars(
         select(AuditEntry).where(AuditEntry.call_id == call.id).order_by(AuditEntry.id)
     ).all()
@@ -107,4 +133,5 @@ def detail(call_id: int) -> str:
     )
     # The header's counters and the status banner, as on the boards; /ws keeps them current.
     return render_template("board/call.html", call=call, me=current_user, timeline=timeline,
-                           counts=queries.state_counts(db.session()), hub=hub)
+                           counts=queries.state_counts(db.session()), hub=hub,
+                           segments=segments, paused=recording.paused_spans(call, segments))

@@ -3,10 +3,13 @@
 Who sees what is decided in the query, never in the template
 (``desk.services.visibility.history_scope``): supervisors search every call, an agent only
 calls it answered; the audit log is for supervisors. What the outcome filter means is
-``desk.domain.outcomes``. Filters come from the query string, and a bad one (a date that
-is not ``YYYY-MM-DD``, page ``0`` or ``²``, an id past the columns' range, an unknown
-outcome) is answered 400 with a message saying what to fix. Dates are calendar days in
-``DESK_TIMEZONE``, inclusive at both ends.
+``desk.domain.outcomes``. Filters come from the query string (``QueryInput`` reads them),
+and a bad one (a date that is not ``YYYY-MM-DD``, ``to`` before ``from``, page ``0`` or
+``²``, an id past the columns' range, an unknown outcome) is answered 400 saying what to
+fix: the pages come back whole with the filters as typed, each problem under its field and
+the results saying why none are shown; the CSV export answers in plain text, and the API's
+export (``CallFilters.from_request``) as JSON. Dates are calendar days in ``DESK_TIMEZONE``,
+inclusive at both ends.
 
 Paging fetches one row more than a page to know whether there is a next one, so no query
 counts a year of history. The CSV export streams: rows are read from the database in
@@ -19,20 +22,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Response, abort, current_app, render_template, request, stream_with_context
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
 from desk.domain.outcomes import OUTCOMES, outcome_condition
 from desk.errors import MAX_ID, whole_number
-from desk.extensions import db
+from desk.extensions import db, hub
 from desk.models import STATES, AuditEntry, Call, User
 from desk.providers import REGISTRY
 from desk.services import queries
@@ -55,52 +59,79 @@ def _tz() -> ZoneInfo:
     return ZoneInfo(current_app.config["DESK_TIMEZONE"])
 
 
-def _date(name: str) -> date | None:
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
+def parse_day(raw: str) -> date | None:
+    """``YYYY-MM-DD`` as a date (years 1970 to 9998, so a day's UTC bounds exist), else None."""
+    if len(raw) != 10:  # fromisoformat also takes 20260331; people type 2026-03-31
         return None
     try:
-        if len(raw) != 10:  # fromisoformat also takes 20260331; people type 2026-03-31
-            raise ValueError(raw)
         value = date.fromisoformat(raw)
-        if not 1970 <= value.year <= 9998:
-            raise ValueError(raw)
-        return value
     except ValueError:
-        abort(400, f"'{name}' must be a date like 2026-03-31, not {raw[:40]!r}.")
-
-
-def _page() -> int:
-    raw = (request.args.get("page") or "1").strip()
-    page = whole_number(raw, 1, MAX_PAGE)
-    if page is None:
-        abort(400, f"'page' must be a whole number from 1 to {MAX_PAGE}, not {raw[:20]!r}.")
-    return page
-
-
-def _int(name: str) -> int | None:
-    """An id filter: ASCII digits within the id columns' range (``MAX_ID``)."""
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
         return None
-    value = whole_number(raw, 0, MAX_ID)
-    if value is None:
-        abort(400, f"'{name}' must be a number from 0 to {MAX_ID}, not {raw[:20]!r}.")
-    return value
+    return value if 1970 <= value.year <= 9998 else None
 
 
-def _choice(name: str, allowed: tuple[str, ...]) -> str:
-    raw = (request.args.get(name) or "").strip()
-    if raw and raw not in allowed:
-        abort(400, f"'{name}' must be one of {', '.join(allowed)}; not {raw[:40]!r}.")
-    return raw
+class QueryInput:
+    """A page's query string read filter by filter, every problem kept under its filter's
+    name (the first one per filter), so a page can show each beside its field."""
 
+    def __init__(self, args: Mapping[str, str]) -> None:
+        self.args = args
+        self.problems: dict[str, str] = {}
 
-def _range() -> tuple[date | None, date | None]:
-    first, last = _date("from"), _date("to")
-    if first and last and last < first:
-        abort(400, "The 'to' date is before the 'from' date; swap them.")
-    return first, last
+    def raw(self, name: str) -> str:
+        return (self.args.get(name) or "").strip()
+
+    def refuse(self, name: str, message: str) -> None:
+        self.problems.setdefault(name, message)
+
+    def text(self, name: str, longest: int) -> str:
+        raw = self.raw(name)
+        if len(raw) > longest:
+            self.refuse(name, f"'{name}' is at most {longest} characters.")
+            return ""
+        return raw
+
+    def day(self, name: str) -> date | None:
+        raw = self.raw(name)
+        if not raw:
+            return None
+        value = parse_day(raw)
+        if value is None:
+            self.refuse(name, f"'{name}' must be a date like 2026-03-31, not {raw[:40]!r}.")
+        return value
+
+    def page(self) -> int:
+        raw = self.raw("page") or "1"
+        page = whole_number(raw, 1, MAX_PAGE)
+        if page is None:
+            self.refuse("page", f"'page' must be a whole number from 1 to {MAX_PAGE}, "
+                                f"not {raw[:20]!r}.")
+            return 1
+        return page
+
+    def ident(self, name: str) -> int | None:
+        """An id filter: ASCII digits within the id columns' range (``MAX_ID``)."""
+        raw = self.raw(name)
+        if not raw:
+            return None
+        value = whole_number(raw, 0, MAX_ID)
+        if value is None:
+            self.refuse(name, f"'{name}' must be a number from 0 to {MAX_ID}, not {raw[:20]!r}.")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        raw = self.raw(name)
+        if raw and raw not in allowed:
+            self.refuse(name, f"'{name}' must be one of {', '.join(allowed)}; not {raw[:40]!r}.")
+            return ""
+        return raw
+
+    def date_range(self) -> tuple[date | None, date | None]:
+        first, last = self.day("from"), self.day("to")
+        if first and last and last < first:
+            self.refuse("to", "The 'to' date is before the 'from' date; swap them.")
+            return None, None
+        return first, last
 
 
 def _utc_bounds(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:
@@ -122,13 +153,25 @@ class CallFilters:
     last: date | None
 
     @classmethod
+    def parse(cls, args: Mapping[str, str]) -> tuple[CallFilters, dict[str, str]]:
+        """The filters in ``args``, and what is wrong with them (filter name → message);
+        a filter with a problem is left out of the filters."""
+        given = QueryInput(args)
+        number = given.text("number", 64)
+        agent = given.ident("agent")
+        provider = given.choice("provider", PROVIDERS)
+        outcome = given.choice("outcome", OUTCOMES)
+        first, last = given.date_range()
+        return cls(number=number, agent=agent, provider=provider, outcome=outcome,
+                   first=first, last=last), given.problems
+
+    @classmethod
     def from_request(cls) -> CallFilters:
-        number = (request.args.get("number") or "").strip()
-        if len(number) > 64:
-            abort(400, "'number' is at most 64 characters.")
-        first, last = _range()
-        return cls(number=number, agent=_int("agent"), provider=_choice("provider", PROVIDERS),
-                   outcome=_choice("outcome", OUTCOMES), first=first, last=last)
+        """The request's filters, or 400 naming every bad one (the export and the API)."""
+        filters, problems = cls.parse(request.args)
+        if problems:
+            abort(400, " ".join(problems.values()))
+        return filters
 
     def args(self) -> dict[str, str]:
         """The filters as query-string values, for paging links and the CSV link."""
@@ -174,18 +217,41 @@ def _agents() -> list[User]:
 # -- pages ------------------------------------------------------------------------------------
 
 
+HISTORY_FIELDS = ("number", "agent", "provider", "outcome", "from", "to")
+AUDIT_FIELDS = ("user", "action", "call", "outcome", "from", "to")
+
+
 @bp.get("/history")
 @login_required
-def history() -> str:
-    filters = CallFilters.from_request()
-    page = _page()
-    calls, more = _page_of(calls_query(current_user, filters), page)
+def history() -> ResponseReturnValue:
+    filters, problems = CallFilters.parse(request.args)
+    given = QueryInput(request.args)
+    page = given.page()
+    problems = {**problems, **given.problems}
+    calls, more = ([], False) if problems else _page_of(calls_query(current_user, filters), page)
+    agents = _agents() if current_user.is_supervisor else []  # only supervisors pick one
+    choices = {"agent": [(person.id, person.name) for person in agents],
+               "provider": [(p, p) for p in PROVIDERS], "outcome": [(o, o) for o in OUTCOMES]}
     return render_template(
         "history/history.html", me=current_user, counts=queries.state_counts(db.session()),
-        calls=calls, filters=filters, page=page, more=more, tz=_tz(),
-        agents=_agents() if current_user.is_supervisor else [],
-        providers=PROVIDERS, outcomes=OUTCOMES, states=STATES,
-    )
+        hub=hub, calls=calls, filters=filters, page=page, more=more, tz=_tz(), choices=choices,
+        states=STATES, **_shown_as_typed(
+            HISTORY_FIELDS if current_user.is_supervisor
+            else tuple(f for f in HISTORY_FIELDS if f != "agent"),
+            problems),
+    ), 400 if problems else 200
+
+
+def _shown_as_typed(fields: tuple[str, ...], problems: dict[str, str]) -> dict[str, Any]:
+    """What a filter form needs to come back as it was sent: the values as typed, the
+    problems, the field that gets the focus and the date fields whose value is no date."""
+    typed = {name: (request.args.get(name) or "").strip()[:200] for name in fields}
+    return {
+        "typed": typed, "problems": problems,
+        "first_problem": next((name for name in fields if name in problems), None),
+        "text_dates": {name for name in ("from", "to") if typed.get(name)
+                       and parse_day(typed[name]) is None},
+    }
 
 
 def neutralise(value: Any) -> str:
@@ -218,7 +284,11 @@ def _csv_row(call: Call, tz: ZoneInfo) -> list[str]:
 @bp.get("/history.csv")
 @login_required
 def history_csv() -> Response:
-    return csv_response(current_user, CallFilters.from_request())
+    filters, problems = CallFilters.parse(request.args)
+    if problems:  # a download, not a page: plain words naming each filter to fix
+        return Response("The export was refused: " + " ".join(problems.values()) + "\n",
+                        status=400, mimetype="text/plain")
+    return csv_response(current_user, filters)
 
 
 def csv_response(user: User, filters: CallFilters) -> Response:
@@ -250,13 +320,14 @@ def csv_response(user: User, filters: CallFilters) -> Response:
 @bp.get("/audit")
 @login_required
 @supervisor_required
-def audit() -> str:
-    user_id = _int("user")
-    call_id = _int("call")
-    action = (request.args.get("action") or "").strip()[:64]
-    outcome = _choice("outcome", AUDIT_OUTCOMES)
-    first, last = _range()
-    page = _page()
+def audit() -> ResponseReturnValue:
+    given = QueryInput(request.args)
+    user_id = given.ident("user")
+    action = given.text("action", 64)
+    call_id = given.ident("call")
+    outcome = given.choice("outcome", AUDIT_OUTCOMES)
+    first, last = given.date_range()
+    page = given.page()
     query = select(AuditEntry).options(joinedload(AuditEntry.user))
     if user_id is not None:
         query = query.where(AuditEntry.user_id == user_id)
@@ -271,12 +342,17 @@ def audit() -> str:
         query = query.where(AuditEntry.at >= start)
     if end is not None:
         query = query.where(AuditEntry.at < end)
-    entries, more = _page_of(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()), page)
+    problems = given.problems
+    entries, more = ([], False) if problems else _page_of(
+        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()), page)
     args = {"user": str(user_id or ""), "call": str(call_id or ""), "action": action,
             "outcome": outcome, "from": first.isoformat() if first else "",
             "to": last.isoformat() if last else ""}
     return render_template(
         "supervisor/audit.html", me=current_user, counts=queries.state_counts(db.session()),
-        entries=entries, page=page, more=more, tz=_tz(), agents=_agents(),
-        outcomes=AUDIT_OUTCOMES, args={k: v for k, v in args.items() if v},
-    )
+        hub=hub, entries=entries, page=page, more=more, tz=_tz(),
+        args={k: v for k, v in args.items() if v},
+        choices={"user": [(person.id, person.name) for person in _agents()],
+                 "outcome": [(o, o) for o in AUDIT_OUTCOMES]},
+        **_shown_as_typed(AUDIT_FIELDS, problems),
+    ), 400 if problems else 200

@@ -225,3 +225,174 @@
     }
   });
 })();
+
+/* Ringing for you: a call that rings this agent (its row is marked data-for-you by the server,
+ * desk/live/render.py) is listed at the top of the board and counted in the tab's title
+ * until it is answered or gone. A browser notification and a ring tone (made with Web Audio,
+ * no sound file) only after the agent asked for them with the buttons above the lists; the
+ * choices are kept in this browser. */
+(function () {
+  "use strict";
+
+  var PREFS = "desk.alerts.";
+  var banner, list, say, baseTitle;
+  var announced = {};      // call id -> true once announced on this page
+  var shown = {};          // call id -> the Notification showing it
+  var audio = null, ringTimer = null, pending = false;
+
+  function pref(name) {
+    try { return window.localStorage.getItem(PREFS + name) === "on"; } catch (err) { return false; }
+  }
+  function setPref(name, on) {
+    try {
+      if (on) window.localStorage.setItem(PREFS + name, "on");
+      else window.localStorage.removeItem(PREFS + name);
+    } catch (err) { /* storage refused: the choice lasts for this page only */ }
+  }
+  function notifications() { return "Notification" in window; }
+
+  // -- sound: two short tones every three seconds while something rings for you --------------
+  function audioContext(create) {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return null;
+    if (!audio && create) audio = new Context();  // only from a click: browsers want a gesture
+    if (audio && audio.state === "suspended") audio.resume();
+    return audio;
+  }
+  function beep() {
+    var context = audioContext(false);
+    if (!context || context.state !== "running") return;
+    var start = context.currentTime + 0.02;
+    [[880, 0], [660, 0.2]].forEach(function (tone) {
+      var osc = context.createOscillator(), gain = context.createGain(), at = start + tone[1];
+      osc.type = "sine";
+      osc.frequency.value = tone[0];
+      gain.gain.setValueAtTime(0.0001, at);
+      gain.gain.exponentialRampToValueAtTime(0.2, at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.17);
+      osc.connect(gain);
+      gain.connect(context.destination);
+      osc.start(at);
+      osc.stop(at + 0.18);
+    });
+  }
+  function ring(on) {
+    if (on && pref("sound")) {
+      if (!ringTimer) { beep(); ringTimer = setInterval(beep, 3000); }
+    } else if (ringTimer) {
+      clearInterval(ringTimer);
+      ringTimer = null;
+    }
+  }
+
+  // -- the rows marked for you -----------------------------------------------------------------
+  function parties(row) {
+    return (row.dataset.from || "unknown") + " → " + (row.dataset.to || "unknown");
+  }
+  function notify(row, id) {
+    if (!pref("notify") || !notifications() || window.Notification.permission !== "granted") return;
+    try {
+      var note = new window.Notification("Call ringing for you", { body: parties(row), tag: "desk-call-" + id });
+      note.onclick = function () { window.focus(); note.close(); };
+      shown[id] = note;
+    } catch (err) { /* this browser shows notifications from a service worker only */ }
+  }
+
+  function update() {
+    pending = false;
+    var rows = document.querySelectorAll(".live-root .call[data-for-you]:not([data-state='ended'])");
+    var now = {};
+    list.textContent = "";
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i], id = row.id.slice(5);
+      now[id] = true;
+      var item = document.createElement("li");
+      var link = document.createElement("a");
+      var parts = row.querySelector(".call__parties");
+      link.href = parts ? parts.getAttribute("href") : "#" + row.id;
+      link.textContent = parties(row);
+      item.appendChild(link);
+      var timer = row.querySelector("time[data-since]");
+      if (timer) { item.appendChild(document.createTextNode(" ")); item.appendChild(timer.cloneNode(true)); }
+      list.appendChild(item);
+      if (!announced[id]) {
+        announced[id] = true;
+        say.textContent = "Call ringing for you from " + (row.dataset.from || "an unknown number") + ".";
+        notify(row, id);
+      }
+    }
+    for (var gone in shown) {
+      if (!now[gone]) { shown[gone].close(); delete shown[gone]; }
+    }
+    banner.hidden = rows.length === 0;
+    document.title = rows.length ? "(" + rows.length + ") Ringing for you · " + baseTitle : baseTitle;
+    document.body.dataset.ringingForYou = String(rows.length);
+    ring(rows.length > 0);
+  }
+  // One live frame swaps several rows (another agent's copy of a call, then yours): look once
+  // they are all in.
+  function schedule() {
+    if (pending || !banner) return;
+    pending = true;
+    setTimeout(update, 0);
+  }
+
+  // -- the opt-in buttons --------------------------------------------------------------------
+  function setUp() {
+    banner = document.getElementById("ringing");
+    if (!banner) return;  // not an agent's board
+    list = document.getElementById("ringing-list");
+    say = document.getElementById("ringing-say");
+    baseTitle = document.title;
+    var box = document.getElementById("call-alerts");
+    var notifyButton = box.querySelector("[data-alert='notify']");
+    var soundButton = box.querySelector("[data-alert='sound']");
+    var status = box.querySelector(".call-alerts__status");
+    box.hidden = false;
+    notifyButton.hidden = !notifications();
+
+    function show() {
+      var granted = notifications() && window.Notification.permission === "granted";
+      notifyButton.setAttribute("aria-pressed", String(pref("notify") && granted));
+      soundButton.setAttribute("aria-pressed", String(pref("sound")));
+    }
+    notifyButton.addEventListener("click", function () {
+      status.textContent = "";
+      if (notifyButton.getAttribute("aria-pressed") === "true") { setPref("notify", false); show(); return; }
+      var ask = window.Notification.permission === "granted" ? Promise.resolve("granted")
+        : window.Notification.permission === "denied" ? Promise.resolve("denied")
+        : Promise.resolve(window.Notification.requestPermission());
+      ask.then(function (answer) {
+        setPref("notify", answer === "granted");
+        if (answer !== "granted") {
+          status.textContent = window.parent !== window
+            ? "The browser allows no notifications inside another site's page: use Pop out."
+            : "Notifications are blocked for this site: allow them in the browser's site settings.";
+        }
+        show();
+      });
+    });
+    soundButton.addEventListener("click", function () {
+      var on = soundButton.getAttribute("aria-pressed") !== "true";
+      setPref("sound", on);
+      if (on) { audioContext(true); beep(); } else ring(false);
+      show();
+      schedule();
+    });
+    // A ring tone chosen earlier starts with the first click or key on the page.
+    function wake() {
+      if (pref("sound")) audioContext(true);
+      document.removeEventListener("pointerdown", wake);
+      document.removeEventListener("keydown", wake);
+    }
+    document.addEventListener("pointerdown", wake);
+    document.addEventListener("keydown", wake);
+    show();
+    update();
+  }
+
+  document.addEventListener("DOMContentLoaded", setUp);
+  document.addEventListener("htmx:oobAfterSwap", schedule);
+  document.addEventListener("htmx:afterSwap", schedule);
+  document.addEventListener("htmx:wsAfterMessage", schedule);
+})();

@@ -75,7 +75,8 @@
   function record() {
     var row = myCall();
     if (!row) { say("You are on no call."); return; }
-    press(button(row, ["Record", "Stop recording"]), "Recording is not available on this call.");
+    press(button(row, ["Record", "Stop recording", "Resume recording"]),
+          "Recording is not available on this call.");
   }
 
   function dialField() {

@@ -177,8 +177,22 @@
     for (var i = 0; i < waiting.length; i++) window.parent.postMessage(waiting[i], parentOrigin);
   }
 
+  // The agent's presence, as the switch in the header shows it (null: not on a board).
+  function presence() {
+    var select = document.getElementById("presence-select");
+    return select ? select.value : null;
+  }
+  function presenceData() {
+    var now = presence();
+    return { presence: now, available: now === "available" };
+  }
+
   function readyData() {
-    return { version: PROTOCOL, loggedIn: !!body.dataset.embedUser, user: body.dataset.embedUser || null };
+    var data = { version: PROTOCOL, loggedIn: !!body.dataset.embedUser, user: body.dataset.embedUser || null };
+    var now = presenceData();
+    data.presence = now.presence;
+    data.available = now.available;
+    return data;
   }
 
   function ignore(event, why) {
@@ -186,12 +200,14 @@
     if (window.console) console.warn("Agent Desk ignored a message from " + event.origin + ": " + why);
   }
 
-  // Wait for the answer to the htmx request a button or form makes, then ack or error.
-  function whenAnswered(path, id, okData, failCode) {
+  // Wait for the answer to the htmx request a button or form makes, then ack or error. The
+  // listener sits on that element itself: htmx fires the event there even when the element
+  // has left the page meanwhile (a pushed copy of the row replaces a Hang up button while
+  // its request is still out, and the event would not bubble to the document any more).
+  function whenAnswered(elt, id, okData, failCode) {
     function done(event) {
-      var info = event.detail.pathInfo || {};
-      if ((info.requestPath || "").split("?")[0] !== path) return;
-      document.removeEventListener("htmx:afterRequest", done);
+      if (event.target !== elt) return;
+      elt.removeEventListener("htmx:afterRequest", done);
       if (event.detail.successful) { post("ack", okData, id); return; }
       var xhr = event.detail.xhr;
       var shown = document.querySelectorAll("#dial .dial__banner--error, #dial .field-msg--error, #dial-confirm-msg");
@@ -200,7 +216,7 @@
       var text = texts.join(" ") || (xhr && xhr.responseText && xhr.responseText.length < 300 ? xhr.responseText : "");
       post("error", { code: failCode, status: xhr ? xhr.status : 0, message: text || "The desk could not do that." }, id);
     }
-    document.addEventListener("htmx:afterRequest", done);
+    elt.addEventListener("htmx:afterRequest", done);
   }
 
   var NUMBER = /^[0-9+()\-.\s/]{3,40}$/;
@@ -221,7 +237,7 @@
       }
       input.value = data.number;
       pendingRecord = data.record || null;
-      whenAnswered(form.getAttribute("hx-post"), id, { type: "dial", number: data.number }, "dial_failed");
+      whenAnswered(form, id, { type: "dial", number: data.number }, "dial_failed");
       form.requestSubmit();
     },
     hangup: function (data, id) {
@@ -234,7 +250,7 @@
       for (var i = 0; i < rows.length; i++) {
         var button = rows[i] && rows[i].querySelector("button[hx-post$='/hangup']");
         if (button && !button.disabled) {
-          whenAnswered(button.getAttribute("hx-post"), id, { type: "hangup", callId: rows[i].id.slice(5) }, "hangup_failed");
+          whenAnswered(button, id, { type: "hangup", callId: rows[i].id.slice(5) }, "hangup_failed");
           button.click();
           return;
         }
@@ -262,34 +278,74 @@
   });
 
   // -- calls, as the rows on the board show them ------------------------------------------------
-  var known = {};
+  // The CRM hears what changes after the page loaded, about the calls that concern this
+  // agent, each event once: a screen pop for a call that starts ringing *this* agent (the
+  // row the desk marks data-for-you: routed or offered to them; never another agent's call
+  // or one already talking), then call_started / call_answered / call_ended /
+  // call_wrapped_up for the agent's own calls. What the page shows when it loads is taken as
+  // told already: reloading the frame or logging in replays nothing (a call ringing for the
+  // agent then is on the board, marked, without a pop), and the later events of the calls
+  // found still follow.
   var pendingRecord = null;
+  var known = {};
+  var loading = true;
+
+  // The customer's number: the caller of an inbound call, the callee of an outbound one; a
+  // withheld caller ("anonymous") or an app user id is no number: null.
+  var PHONE = /^\+?[0-9][0-9 ()\-./]{1,39}$/;
+  function phone(value) { return value && PHONE.test(value) ? value : null; }
+  function customer(row) { return phone(row.dataset.direction === "outbound" ? row.dataset.to : row.dataset.from); }
 
   function seen(row) {
     if (!row.id || row.id.indexOf("call-") !== 0 || !row.dataset.state) return;
+    if (!body.dataset.embedUser) return;
     var callId = row.id.slice(5);
-    var k = known[callId] || (known[callId] = {});
-    // The row's data-* attributes are the machine-readable copy of what it shows.
+    var k = known[callId];
     var direction = row.dataset.direction || null;
-    var call = { callId: callId, direction: direction, from: row.dataset.from || null, to: row.dataset.to || null };
-    var own = row.dataset.section === "calls-mine" || row.classList.contains("call--own");
-    if (row.dataset.state === "ended") {
-      if ((k.popped || k.started) && !k.ended) {
-        post("call_ended", { callId: callId, status: row.dataset.outcome || "ended",
-          duration: parseInt(row.dataset.duration, 10) || 0, record: k.record || null });
-      }
-      k.ended = true;
+    var own = row.classList.contains("call--own");
+    var forYou = row.dataset.forYou === "true";
+    if (!k && !own && !forYou) return;  // another agent's call, or the queue's: not ours to tell
+    if (!k && loading) {
+      // On the page as it loaded: told before (or too late to tell); only what follows counts.
+      known[callId] = { popped: true, started: own, answered: own && row.dataset.state === "talking",
+        ended: row.dataset.state === "ended", wrapped: row.dataset.wrappedUp || null, record: null };
       return;
     }
-    if (direction === "inbound" && !k.popped) {
+    k = known[callId] || (known[callId] = {});
+    if (row.dataset.state === "ended") {
+      if ((k.popped || k.started) && !k.ended) {
+        k.ended = true;
+        post("call_ended", { callId: callId, status: row.dataset.outcome || "ended",
+          duration: parseInt(row.dataset.duration, 10) || 0, record: k.record || null,
+          disposition: row.dataset.disposition || null, note: row.dataset.note || null });
+      }
+      var wrapped = row.dataset.wrappedUp;
+      if (k.started && wrapped && k.wrapped !== wrapped) {
+        k.wrapped = wrapped;
+        post("call_wrapped_up", { callId: callId, disposition: row.dataset.disposition || null,
+          note: row.dataset.note || null, record: k.record || null });
+      }
+      return;
+    }
+    if (k.popped && !k.started && !k.ended && !own && row.dataset.state === "talking") {
+      // It rang for this agent, and a colleague took it: the pop is over.
+      k.ended = true;
+      post("call_ended", { callId: callId, status: "answered_elsewhere", duration: 0, record: null,
+        disposition: null, note: null });
+      return;
+    }
+    if (forYou && !k.popped && row.dataset.state !== "talking") {
       k.popped = true;
-      post("screen_pop", { callId: callId, from: call.from, to: call.to });
+      post("screen_pop", { callId: callId, from: row.dataset.from || null, to: row.dataset.to || null,
+        number: customer(row) });
     }
     if (own && !k.started) {
       k.started = true;
       if (direction === "outbound" && pendingRecord) { k.record = pendingRecord; pendingRecord = null; }
-      call.record = k.record || null;
-      post("call_started", call);
+      post("call_started", { callId: callId, direction: direction, from: row.dataset.from || null,
+        to: row.dataset.to || null, number: customer(row),
+        callerId: direction === "outbound" ? phone(row.dataset.callerId) : null,
+        record: k.record || null });
     }
     if (own && row.dataset.state === "talking" && !k.answered) {
       k.answered = true;
@@ -297,11 +353,20 @@
     }
   }
 
+  var lastPresence = presence();
+  function presenceChanged() {
+    var now = presence();
+    if (now === lastPresence) return;
+    lastPresence = now;
+    post("presence", presenceData());
+  }
+
   function scan(node) {
     if (node.nodeType !== 1) return;
     if (node.matches("article.call")) seen(node);
     var rows = node.querySelectorAll ? node.querySelectorAll("article.call") : [];
     for (var i = 0; i < rows.length; i++) seen(rows[i]);
+    if (node.id === "presence" || (node.querySelector && node.querySelector("#presence-select"))) presenceChanged();
   }
 
   new MutationObserver(function (mutations) {
@@ -311,6 +376,7 @@
     }
   }).observe(body, { childList: true, subtree: true });
   scan(body);
+  loading = false;
 
   // Announce ourselves when the embedding page's origin is known without asking.
   var ancestors = window.location.ancestorOrigins;

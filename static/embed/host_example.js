@@ -26,13 +26,18 @@
     item.dataset.type = msg.type;
     item.textContent = JSON.stringify(msg);          // text, never HTML
     log.appendChild(item);
-    if (msg.type === "screen_pop") {
+    if (msg.type === "screen_pop") {   // a call ringing for this agent, once per call
       pop.hidden = false;
-      pop.textContent = "Incoming call from " + (msg.data.from || "unknown") + ": look up the caller here.";
+      pop.textContent = "Incoming call from " + (msg.data.number || "a withheld number") + ": look up the caller here.";
     }
     if (msg.type === "call_ended") {
       pop.hidden = false;
       pop.textContent = "Call " + msg.data.callId + " ended (" + msg.data.status + ", " + msg.data.duration + " s): log it on the record.";
+    }
+    if (msg.type === "call_wrapped_up") {  // the agent saved the disposition and note
+      pop.hidden = false;
+      pop.textContent = "Call " + msg.data.callId + " wrapped up: " +
+        [msg.data.disposition, msg.data.note].filter(Boolean).join(" — ") + ".";
     }
   });
 

@@ -87,7 +87,9 @@ PROVIDER = Provider(
     },
     configured_by=("DESK_MEDIASERVICE_URL",),
     webhooks=("POST /webhooks/mediaservice/<callback>",),
-    capabilities=frozenset({"hangup", "drop", "split", "record"}),
+    # "pause": the API only starts and stops recordings, so a pause is a stoprecording and a
+    # resume a startrecording under the next segment's file name (desk.services.recording).
+    capabilities=frozenset({"hangup", "drop", "split", "record", "pause"}),
     views="desk.providers.mediaservice.views",
     actions="desk.providers.mediaservice.actions",
     check_settings=_check,

@@ -117,31 +117,38 @@ def split(call: Call, target: str | None, config: Mapping[str, Any]) -> Request:
     return Request(_sending(lambda: ms.splitconnection(reply_id, connection_id)))
 
 
-def start_recording(call: Call, config: Mapping[str, Any]) -> Request:
-    """``startrecording`` under a file name the desk chooses and keeps on the call."""
+def start_recording(call: Call, config: Mapping[str, Any], part: int = 1) -> Request:
+    """``startrecording`` under a file name the desk chooses: segment ``part`` of the
+    call's recording. The first one's name is kept on the call; a resume (``part`` > 1)
+    records into the next file, since the API has no pause (OpenAPI page, sections
+    ``/{domain}/startrecording`` and ``/{domain}/stoprecording``: a stop uploads the file,
+    a start names a new one)."""
     reply_id = _reply_id(call)
     connection_id = _connection_id(call)
-    name = recording_file_name(call)
+    name = recording_file_name(call, part)
     ms = client(config, call)
     return Request(_sending(lambda: ms.startrecording(name, reply_id, connection_id)),
-                   detail={"recordingFileName": name}, values={"recording_file_name": name})
+                   detail={"recordingFileName": name},
+                   values={"recording_file_name": name} if part == 1 else {})
 
 
 def stop_recording(call: Call, config: Mapping[str, Any]) -> Request:
-    """``stoprecording``; ``/recordingReady`` follows once the file is stored."""
+    """``stoprecording`` (a stop, or a pause); ``/recordingReady`` follows once the file is
+    stored."""
     reply_id = _reply_id(call)
     connection_id = _connection_id(call)
     ms = client(config, call)
     return Request(_sending(lambda: ms.stoprecording(reply_id, connection_id)))
 
 
-def recording_url(call: Call, config: Mapping[str, Any]) -> str:
-    """A prompt-file download URL; the mediaservice keeps it valid 15 minutes.
+def recording_url(call: Call, config: Mapping[str, Any], file_name: str | None = None) -> str:
+    """A prompt-file download URL of ``file_name`` (default: the call's first recording
+    file); the mediaservice keeps it valid 15 minutes.
 
     Only one on the provider's storage hosts (``client.storage_hosts``): the browser is
     redirected there, so any other is refused (502) and logged, never followed.
     """
-    name = call.recording_file_name or ""
+    name = file_name or call.recording_file_name or ""
     url = _sending(lambda: client(config, call).promptfile_url(name))()
     hosts = storage_hosts(config)
     allow_http = str(config.get("DESK_MEDIASERVICE_URL") or "").lower().startswith("http://")

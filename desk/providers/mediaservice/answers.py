@@ -1,5 +1,6 @@
 """The JSON the mediaservice waits for in a callback's reply: ``newCall``, ``callEvent``,
-``newRemoteCall`` and ``getCallIdentifier`` answers. Pure: a routing decision in, JSON out.
+``newRemoteCall`` and ``getCallIdentifier`` answers, and a supervisor's silent monitoring
+leg added to one (``with_monitor``). Pure: a routing decision in, JSON out.
 """
 
 from __future__ import annotations
@@ -100,6 +101,26 @@ def answer_for_call_event(
         return {"action": "drop", "dropCode": "busy" if busy else "temporarilyUnavailable"}
     # callingPartyDrop, calledPartyDrop, callingPartyFailure, calleeConnectionSplit
     return {"action": "drop"}
+
+
+def with_monitor(answer: dict[str, Any], address: str,
+                 sip_from: str | None = None) -> dict[str, Any]:
+    """``answer`` (to ``/newCall`` or ``/callEvent``) with a silent monitoring leg to
+    ``address``: a supervisor listening in.
+
+    ``monitorDestAddr`` is a field of both responses; ``monitorSipFrom`` sets the SIP From
+    and PAI of that leg "if action is "call" and monitorDestAddr is set" (OpenAPI page,
+    ``/newCall`` and ``/callEvent`` → Response Schema; the specs README). So only an answer
+    that connects the call gets the leg; a drop is returned unchanged. ``sip_from`` (what
+    the supervisor's phone shows: the agent's extension or the line listened to) is left out
+    when None, and the leg then shows the caller, as the inbound leg's From.
+    """
+    if answer.get("action") != "call":
+        return answer
+    monitored = {**answer, "monitorDestAddr": _sip_address(address, "monitorDestAddr")}
+    if sip_from:
+        monitored["monitorSipFrom"] = sip_from
+    return monitored
 
 
 def answer_for_new_remote_call(parsed: MediaserviceParsed) -> dict[str, Any]:

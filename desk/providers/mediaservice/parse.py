@@ -35,8 +35,17 @@ Decisions the document leaves open, and what this module assumes:
 * **No timestamps, no delivery id.** Events are dated with the arrival time. The dedupe key
   is the callback kind plus a SHA-256 of the whole body (keys sorted): a retried identical
   callback is a duplicate, any two callbacks that differ in any field are distinct.
-* **Monitoring legs** (``monitoringParticipant: true``) never change the call's state: a
-  supervisor listening in must not look like an agent answering.
+* **Monitoring legs** never change the call's state: a supervisor listening in must not
+  look like an agent answering, and their hanging up must not end the call. A desk answer
+  with ``monitorDestAddr`` adds such a leg (``/newCall`` and ``/callEvent`` response schemas;
+  the specs README); ``/callAnswered`` and ``/callNotify`` say so with
+  ``monitoringParticipant: true`` (their request schemas). ``/callEvent``'s schema has no such
+  field, so its callbacks are recognised by participant: the webhook passes the participant
+  ids of the call's monitoring legs (``monitoring_legs``, the ``calleeParticipantId`` of each
+  monitoring ``/callAnswered``), and a ``callEvent`` whose ``participantId`` is one of them,
+  or that carries ``monitoringParticipant: true`` anyway, is the leg's and nobody else's.
+  Their kinds end in ``:monitoring`` (``callEvent:calledPartyDrop:monitoring``), so the
+  event log tells them apart.
 * **sessionCompleted.** ``sessionDuration`` and ``reason`` are mis-described in the document
   (their descriptions are ``/callAnswered``'s ``callingPartyNumber`` and
   ``callerParticipantId``, copied). ``sessionDuration`` is read as **milliseconds**: the
@@ -121,6 +130,7 @@ class Facts(TypedDict, total=False):
     participant_id: str  # the participant the callback is about
     remote_participant_id: str
     monitoring: bool  # the callback is about a supervisor's monitoring leg
+    monitor_party: str  # monitoring callAnswered: the SIP user its leg rang (the listener)
     event: str  # the callback's own event name (ringing, calledPartyDrop, ...)
     split: str  # "caller" or "callee": which participant a /splitconnection left alone
     sip_call_id: str
@@ -184,9 +194,11 @@ class MediaserviceParsed:
 class _Body:
     """Typed, tolerant access to one callback's fields; errors name callback and field."""
 
-    def __init__(self, callback: str, data: Mapping[str, Any]) -> None:
+    def __init__(self, callback: str, data: Mapping[str, Any],
+                 monitoring_legs: frozenset[str] = frozenset()) -> None:
         self.callback = callback
         self.data = data
+        self.monitoring_legs = monitoring_legs
 
     def bad(self, message: str) -> BadPayload:
         return BadPayload(f"{self.callback}: {message}")
@@ -297,7 +309,7 @@ def _call_notify(b: _Body) -> _Result:
     # reInvite / update (and event names added later) are media renegotiations: no state.
     if event == "ringing" and not monitoring:
         changes.append(("ringing", {"from_number": user, "to_number": remote}))
-    return f"callNotify:{event}", facts, changes
+    return f"callNotify:{event}{':monitoring' if monitoring else ''}", facts, changes
 
 
 def _call_answered(b: _Body) -> _Result:
@@ -318,7 +330,9 @@ def _call_answered(b: _Body) -> _Result:
     if not monitoring:
         changes.append(("answered", {"from_number": caller, "to_number": callee,
                                      "answered_by": callee}))
-    return "callAnswered", facts, changes
+    else:
+        facts["monitor_party"] = callee  # the SIP user the leg rang: who is listening
+    return f"callAnswered{':monitoring' if monitoring else ''}", facts, changes
 
 
 def _end_cause_for_failure(code: int | None) -> str:
@@ -334,16 +348,23 @@ def _end_cause_for_failure(code: int | None) -> str:
 def _call_event(b: _Body) -> _Result:
     event = b.choice("event", CALL_EVENTS)
     code = b.number("sipResponseCode")
+    participant = b.text("participantId")
+    # Not in this callback's schema, but taken when sent: see the module docstring.
+    monitoring = bool(b.flag("monitoringParticipant")) or (
+        participant is not None and participant in b.monitoring_legs)
     facts = {
         **b.common(), "event": event,
         "connection_id": b.text("connectionId"),
-        "participant_id": b.text("participantId"),
+        "participant_id": participant,
         "remote_participant_id": b.text("remoteParticipantId"),
         "sip_response_code": code,
         "sip_reason": b.text("sipReason", max_len=1000),
         "error_description": b.text("errorDescr", max_len=1000),
     }
     changes: list[_Change] = []
+    if monitoring:
+        facts["monitoring"] = True  # the leg dropped or failed; the call goes on
+        return f"callEvent:{event}:monitoring", facts, changes
     if event == "callingPartyDrop":
         changes.append(("ended", {"end_cause": "caller-hangup"}))
     elif event == "calledPartyDrop":
@@ -513,11 +534,14 @@ def parse(
     received_at: datetime,
     *,
     call_id: str | None = None,
+    monitoring_legs: frozenset[str] | set[str] | tuple[str, ...] = (),
 ) -> MediaserviceParsed:
     """Understand one callback. ``callback`` is the path it was posted to (``callEvent``,
     ``/callNotify``; ``alarm`` or the domain for alarms); ``body`` the decoded JSON.
 
-    ``call_id`` names the call when the desk found it itself (see ``MediaserviceParsed``).
+    ``call_id`` names the call when the desk found it itself (see ``MediaserviceParsed``);
+    ``monitoring_legs`` are the participant ids of its monitoring legs (the module
+    docstring, "Monitoring legs").
     Raises ``BadPayload`` saying which callback and field are wrong.
     """
     name = _callback_name(callback)
@@ -526,7 +550,7 @@ def parse(
             f"{name}: expected a JSON object, got {type(body).__name__}; is the callback "
             "posted with Content-Type application/json?"
         )
-    b = _Body(name, body)
+    b = _Body(name, body, frozenset(monitoring_legs))
     kind, raw_facts, changes = _HANDLERS[name](b)
 
     reference = body.get("sessionReferenceId")

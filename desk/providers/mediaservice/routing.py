@@ -1,8 +1,10 @@
 """The instructions the desk gives the mediaservice when it asks: route a new call, and
 what to do with the party left over after a hang-up or a split (transfer).
 
-Pure database reads plus ``desk.services.routing_store.decide_for_call`` (the same policy
-Placetel and Stringee calls go through), so the answer is ready within the provider's waiting time.
+Database reads plus ``desk.services.routing_store.decide_for_call`` (the same policy
+Placetel and Stringee calls go through), so the answer is ready within the provider's waiting
+time. The one write: the agent a new call is sent to is kept as its offer
+(``routing_store.record_offer``), so that agent's board shows it as ringing for them.
 
 Documented defaults:
 
@@ -16,14 +18,18 @@ Documented defaults:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from desk.db import end_reads
 from desk.domain.routing import Decision
 from desk.models import Call
 from desk.providers.mediaservice import parse as ms
 from desk.providers.mediaservice.answers import answer_for_call_event, answer_for_new_call
+
+log = logging.getLogger(__name__)
 
 
 def sip_uri(address: str) -> str:
@@ -31,15 +37,31 @@ def sip_uri(address: str) -> str:
     return address if address.startswith(("sip:", "sips:")) else f"sip:{address}"
 
 
-def _first_agent(decision: Decision, skip: int | None = None) -> tuple[str, int] | None:
-    """The first agent's SIP address and ring time in a ring decision."""
+def _first_agent(decision: Decision, skip: int | None = None) -> tuple[str, int, int] | None:
+    """The first agent's SIP address, ring time and id in a ring decision."""
     if decision.action != "ring":
         return None
     for step in decision.steps:
         for agent in step.agents:
             if agent.id != skip and agent.sip_peer:
-                return sip_uri(agent.sip_peer), int(step.ring_time or ms.DEFAULT_MAX_RING_TIME)
+                ring_time = int(step.ring_time or ms.DEFAULT_MAX_RING_TIME)
+                return sip_uri(agent.sip_peer), ring_time, agent.id
     return None
+
+
+def _offer(session: Session, call: Call | None, agent_ids: tuple[int, ...]) -> None:
+    """Keep whom the new call rings; the answer stands even if this cannot be written."""
+    if call is None:
+        return
+    from desk.services.routing_store import record_offer
+
+    try:
+        end_reads(session)  # SQLite: the write waits for the lock in a fresh transaction
+        record_offer(session, call.id, agent_ids)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("mediaservice call %s: could not keep whom it rings", call.id)
 
 
 def _decide(session: Session, from_number: str | None, to_number: str | None) -> Decision:
@@ -58,8 +80,10 @@ def answer_new_call(
         return {"action": "drop", "dropCode": "busy"}
     target = _first_agent(decision)
     if target is None:
+        _offer(session, call, ())
         return answer_for_new_call(parsed, None)
-    address, ring_time = target
+    address, ring_time, agent_id = target
+    _offer(session, call, (agent_id,))
     return answer_for_new_call(
         parsed, address, max_ring_time=ring_time, record=decision.record,
         recording_file_name=recording_file_name(call) if decision.record and call else None,
@@ -79,7 +103,9 @@ def answer_call_event(
     return answer_for_call_event(parsed, transfer_to=target[0] if target else None)
 
 
-def recording_file_name(call: Call) -> str:
-    """The file name a recording of ``call`` is stored under in the prompt storage."""
+def recording_file_name(call: Call, part: int = 1) -> str:
+    """The file name a recording of ``call`` is stored under in the prompt storage; the
+    segments after a pause (``part`` 2, 3, ...) get ``-part2``, ... before the extension."""
     stamp = call.started_at.strftime("%Y%m%dT%H%M%SZ")
-    return f"desk-call-{call.id}-{stamp}.mp3"
+    suffix = f"-part{part}" if part > 1 else ""
+    return f"desk-call-{call.id}-{stamp}{suffix}.mp3"

@@ -27,6 +27,18 @@ Three things only this webhook can do, because they need the database:
   so callbacks arriving out of order end in the same figure.
 * **siteBaseUrl** is kept only when it is one of ``DESK_MEDIASERVICE_SITE_URLS``; any other is
   logged and dropped, so API calls about the call keep going to ``DESK_MEDIASERVICE_URL``.
+* **Listen-in.** An answer that connects a call (``newCall``, or a transfer's ``callEvent``)
+  gets ``monitorDestAddr`` / ``monitorSipFrom`` when a supervisor's rule matches the agent it
+  goes to (its ``destAddr`` is that agent's SIP peer) or the number called
+  (``desk.services.listen``; ``answers.with_monitor``). The monitoring leg's ``callAnswered``
+  (``monitoringParticipant: true``) changes no state: it keeps the leg's participant id in
+  ``provider_facts["monitor_legs"]``, so the leg's later ``callEvent`` is parsed as the
+  leg's (and answered with no action: the call itself goes on), and who listens in
+  ``provider_facts["listened_by"]`` (the supervisor whose rule rings the SIP user the leg's
+  ``remotePartyNumber`` names), which the supervisor board shows until the leg drops.
+* **Recording segments.** ``/recordingReady`` confirms one file: the segment it belongs to
+  (``desk.services.recording``) becomes ready or failed, and the call's recording state is
+  settled from all of them, so one failed segment leaves the others playable.
 """
 
 from __future__ import annotations
@@ -49,11 +61,13 @@ from desk.providers.mediaservice import routing
 from desk.providers.mediaservice.answers import (
     answer_for_call_identifier,
     answer_for_new_remote_call,
+    with_monitor,
 )
 from desk.providers.mediaservice.client import allowed_site_base_url
 from desk.providers.mediaservice.signature import BadSignature, check_callback, replay_cache_for
 from desk.providers.webhook import apply, blueprint, json_body, parse_or_reject
-from desk.services import ingest
+from desk.services import ingest, listen
+from desk.services import recording as segments
 
 bp = blueprint("mediaservice")
 
@@ -186,29 +200,50 @@ def _fold(parsed: ms.MediaserviceParsed) -> ingest.Fold:
         delivery.call_id = call.id
         kept = {k: facts[k] for k in KEPT_FACTS if k in facts}
         if facts.get("monitoring"):
-            kept = {"monitored": True}
+            kept = _fold_monitoring(session, call, facts, parsed.callback)
         _fold_participants(call, facts, parsed.callback)
         if kept:
             call.provider_facts = {**(call.provider_facts or {}), **kept}
         _fold_talk_time(call)
-        _fold_action_confirmations(call, facts, parsed.callback)
+        _fold_action_confirmations(session, call, facts, parsed.callback)
         mark_changed(session, CALLS, call.id)
 
     return fold
 
 
-def _fold_action_confirmations(call: Call, facts: dict[str, Any], callback: str) -> None:
+def _fold_monitoring(session: Session, call: Call, facts: dict[str, Any],
+                     callback: str) -> dict[str, Any]:
+    """What a monitoring leg's callback teaches (see the module docstring, "Listen-in")."""
+    kept: dict[str, Any] = {"monitored": True}
+    facts_now = call.provider_facts or {}
+    if callback == "callAnswered":
+        legs = [str(leg) for leg in facts_now.get("monitor_legs") or ()]
+        leg = facts.get("callee_participant_id")
+        if leg and leg not in legs and leg not in (call.caller_participant_id,
+                                                   call.callee_participant_id):
+            legs.append(leg)
+        kept["monitor_legs"] = legs[-20:]
+        kept["listened_by"] = listen.listener(session, facts.get("monitor_party"),
+                                              call.agent_id, call.to_number)
+    elif callback == "callEvent":
+        kept["listened_by"] = None  # the leg dropped or failed: nobody listens any more
+    return kept
+
+
+def _fold_action_confirmations(session: Session, call: Call, facts: dict[str, Any],
+                               callback: str) -> None:
     """The provider's own callbacks confirm what an agent pressed."""
     recording = facts.get("recording_state")
-    if recording == "ready":
-        call.recording_state = "ready"
-        call.recording_file_name = facts.get("recording_file_name") or call.recording_file_name
-        call.recording_error = None
-    elif recording == "failed":
-        call.recording_state = "failed"
-        call.recording_error = facts.get("recording_failure_reason") or "the recording failed"
-    if call.state == "ended" and call.recording_state in ("on", "pending"):
-        call.recording_state = "stopping"  # the file comes with recordingReady
+    if recording in ("ready", "failed"):
+        name = facts.get("recording_file_name")
+        segments.file_confirmed(session, call, name, recording == "ready",
+                                size=facts.get("recording_file_size"),
+                                reason=facts.get("recording_failure_reason"))
+        if recording == "ready":
+            call.recording_file_name = call.recording_file_name or name
+    if recording or (call.recording_state != "off"
+                     and (call.state == "ended" or call.recording_state == "stopping")):
+        segments.settle(session, call)
     if facts.get("split") and call.pending_action == "split":
         call.pending_action = None
     if call.state == "ended" and call.pending_action in ("hangup", "drop"):
@@ -230,6 +265,12 @@ def mediaservice_callback(callback: str) -> ResponseReturnValue:
                 call = _call_for(session, parsed)
             if call is not None:
                 parsed = ms.parse(callback, body, utcnow(), call_id=call.provider_call_id)
+        if parsed.callback == "callEvent" and parsed.facts.get("participant_id") \
+                and not parsed.facts.get("monitoring"):
+            legs = _monitor_legs(parsed)
+            if parsed.facts["participant_id"] in legs:
+                parsed = ms.parse(callback, body, utcnow(), call_id=parsed.call_ref,
+                                  monitoring_legs=legs)
         return parsed
 
     parsed = parse_or_reject(ms.PROVIDER, parse, kind=lambda: callback)
@@ -242,13 +283,41 @@ def mediaservice_callback(callback: str) -> ResponseReturnValue:
     return apply(ms.PROVIDER, parsed.parsed, fold=_fold(parsed), answer=answer)
 
 
+def _monitor_legs(parsed: ms.MediaserviceParsed) -> frozenset[str]:
+    """The participant ids of the call's monitoring legs (``_fold_monitoring``)."""
+    with db.new_session() as session:
+        call = _call_for(session, parsed)
+        legs = (call.provider_facts or {}).get("monitor_legs") if call is not None else None
+    return frozenset(str(leg) for leg in legs or ())
+
+
+def _listen_in(session: Session, answer: dict[str, Any], call: Call | None) -> dict[str, Any]:
+    """``answer`` with a supervisor's monitoring leg when a listen-in rule matches the agent
+    it connects the call to, or the number called (``desk.services.listen``)."""
+    if call is None or answer.get("action") != "call":
+        return answer
+    agent = ingest.find_agent(session, answer.get("destAddr"))
+    rule = listen.for_call(session, agent.id if agent else None, call.to_number)
+    if rule is None:
+        return answer
+    shown = (agent.extension if agent else None) if rule.agent_id else rule.number
+    try:
+        return with_monitor(answer, rule.address, shown)
+    except ValueError:  # rules are checked when stored; an old row must not stop the call
+        log.warning("listen-in %s has an unusable address %r: call %s not monitored",
+                    rule.id, rule.address[:80], call.id)
+        return answer
+
+
 def _answer(session: Session, parsed: ms.MediaserviceParsed) -> dict[str, Any]:
     """The instruction the mediaservice waits for."""
     call = _call_for(session, parsed)
+    if parsed.callback == "callEvent" and parsed.facts.get("monitoring"):
+        return {}  # a monitoring leg left: no action, the call it listened to goes on
     if parsed.callback == "newCall":
-        return routing.answer_new_call(session, parsed, call)
+        return _listen_in(session, routing.answer_new_call(session, parsed, call), call)
     if parsed.callback == "callEvent":
-        return routing.answer_call_event(session, parsed, call)
+        return _listen_in(session, routing.answer_call_event(session, parsed, call), call)
     if parsed.callback == "newRemoteCall":
         return answer_for_new_remote_call(parsed)
     if parsed.callback == "getCallIdentifier":

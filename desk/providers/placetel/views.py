@@ -23,7 +23,8 @@ IncomingCall is also Placetel's Call Control question "where does this call go?"
 answered with the routing XML (``desk.services.routing_store.decide_for_call`` rendered by
 ``desk.providers.placetel.route``), which Placetel acts on for numbers routed to "External
 API" and ignores otherwise. The answer is kept on the call, so a retried IncomingCall gets
-the same answer; a routing failure is logged and answered with voicemail, never a 500.
+the same answer, with the agents it rings (``Call.offered_to``: their boards show the call
+as ringing for them); a routing failure is logged and answered with voicemail, never a 500.
 
 OutgoingCall names the calling SIP user (``peer``): the call is put on that agent (found
 like any answering party, ``desk.services.ingest.find_agent``) in the same transaction.
@@ -47,7 +48,7 @@ from desk.providers.placetel import parse as placetel
 from desk.providers.placetel.route import CONTENT_TYPE, render_route
 from desk.providers.webhook import apply, blueprint, parse_or_reject, require
 from desk.services.ingest import attribute_to
-from desk.services.routing_store import decide_for_call
+from desk.services.routing_store import decide_for_call, record_offer
 
 bp = blueprint("placetel")
 
@@ -132,6 +133,7 @@ def _route(session: Session, parsed: Parsed, call_ids: tuple[int, ...]) -> Respo
                 .values(provider_facts={**(call.provider_facts or {}), "route": route})
                 .execution_options(synchronize_session=False)
             )
+            record_offer(session, call.id, decision.offered_to)
             session.commit()
         except Exception:  # the answer stands; only a retry would be decided afresh
             session.rollback()

@@ -6,6 +6,9 @@ adapter: no request, no app, no database. The SCCO answers are in ``answers``.
 * ``parse_agent_call`` reads a project answer URL request: an app user (an agent) placing a
   call. It becomes an outbound "dialling" event on that agent, so the call is on the agent's
   board before Stringee's first event arrives.
+* ``parse_number_call`` reads a number answer URL request carrying ``callId``: a phone
+  calling a Stringee number becomes an inbound "ringing" event, so the agents the desk's
+  answer rings see it ringing for them at once.
 
 Facts relied on:
 
@@ -264,6 +267,29 @@ def parse_agent_call(params: Mapping[str, str], received_at: datetime) -> Parsed
     )
     return Parsed(kind="answer/project", provider_call_id=call_id,
                   dedupe_key=f"{call_id}:answer/project", events=(event,))
+
+
+def parse_number_call(params: Mapping[str, str], received_at: datetime) -> Parsed | None:
+    """The number answer URL request as an inbound call ringing (the desk's answer rings
+    its agents), so the call is on the boards, offered to them, before Stringee's events.
+
+    None when the request names no ``callId`` to correlate the events with. Raises
+    ``BadPayload`` for values that cannot be an id or a number.
+    """
+    call_id = _param(params, "callId", _CALL_ID, "a Stringee call id")
+    if call_id is None:
+        return None
+    event = CallEvent(
+        provider=PROVIDER,
+        provider_call_id=call_id,
+        kind="ringing",
+        at=received_at,
+        direction="inbound",
+        from_number=_param(params, "from", _NUMBER, "a phone number or user id"),
+        to_number=_param(params, "to", _NUMBER, "a phone number or user id"),
+    )
+    return Parsed(kind="answer/number", provider_call_id=call_id,
+                  dedupe_key=f"{call_id}:answer/number", events=(event,))
 
 
 def agent_of(parsed: Parsed) -> str | None:

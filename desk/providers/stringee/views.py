@@ -15,7 +15,9 @@ rewrite the URI), the token protects those.
   it to whom they called (``answers.scco_for_agent_call``), recording it when the routing
   rules say so, and puts the call on that agent (``userId``) as an outbound call right away.
 * ``/answer/number`` is asked for a phone calling a Stringee number: the desk's routing
-  policy rings agents by their Stringee user id (``answers.scco_for_decision``).
+  policy rings agents by their Stringee user id (``answers.scco_for_decision``); when the
+  request names its ``callId`` and the answer rings someone, the call goes on the boards at
+  once as ringing, offered to those agents (``Call.offered_to``).
 * Either answers like Stringee's SCCO helper when the URL carries the helper's parameters
   (``appToPhone``, ``to_number``, ...).
 
@@ -36,11 +38,12 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from desk.db import end_reads
 from desk.domain.events import BadPayload, Parsed
 from desk.extensions import db
-from desk.models import utcnow
+from desk.models import Delivery, utcnow
 from desk.providers.stringee import parse as stringee
 from desk.providers.stringee.answers import (
     scco_for_agent_call,
@@ -56,7 +59,7 @@ from desk.providers.webhook import (
     require,
 )
 from desk.services import ingest
-from desk.services.routing_store import decide_for_call, load_rules
+from desk.services.routing_store import decide_for_call, load_rules, record_offer
 
 bp = blueprint("stringee")
 
@@ -105,22 +108,25 @@ def _params() -> dict[str, str]:
     return {name: value for name, value in request.args.items() if name != "token"}
 
 
-def _scco(kind: Literal["project", "number"], params: dict[str, str]) -> list[dict[str, Any]]:
+def _scco(
+    kind: Literal["project", "number"], params: dict[str, str]
+) -> tuple[list[dict[str, Any]], tuple[int, ...] | None]:
+    """The SCCO, and the agents it rings when the desk's routing decided (else None)."""
     if any(name in params for name in _HELPER_SWITCHES[kind]):
-        return scco_from_helper_params(kind, params)  # BadPayload on bad values
+        return scco_from_helper_params(kind, params), None  # BadPayload on bad values
     if kind == "project":
         # The agent's own call: connect it; only the rules' recording applies.
-        return scco_for_agent_call(params, record=load_rules(db.session).record)
+        return scco_for_agent_call(params, record=load_rules(db.session).record), None
     try:
         decision = decide_for_call(
             db.session, params.get("from"), params.get("to"), reachable_by="stringee_user_id"
         )
-        return scco_for_decision(decision, params)
+        return scco_for_decision(decision, params), decision.portable().offered_to
     except Exception:
         # Routing must never answer 500: an empty SCCO ends the call cleanly, and the log
         # says why.
         log.exception("Stringee %s answer URL: routing failed for %s", kind, params)
-        return []
+        return [], None
 
 
 def _record_agent_call(parsed: Parsed, payload: str) -> None:
@@ -135,22 +141,47 @@ def _record_agent_call(parsed: Parsed, payload: str) -> None:
                       parsed.provider_call_id)
 
 
+def _record_number_call(parsed: Parsed, payload: str, offered: tuple[int, ...]) -> None:
+    """Put the inbound call on the boards, offered to the agents the answer rings (a
+    repeated request for the same call replaces the offer); never fails the answer."""
+
+    def offer(session: Session, delivery: Delivery) -> None:
+        if delivery.call_id:
+            record_offer(session, delivery.call_id, offered)
+
+    try:
+        with db.new_session() as session:
+            result = ingest.ingest(session, stringee.PROVIDER, parsed, payload, None, fold=offer)
+            if result.status == "duplicate" and result.call_ids:
+                record_offer(session, result.call_ids[0], offered)
+                session.commit()
+    except Exception:  # the events that follow will create the call
+        log.exception("Stringee call %s: could not record whom it rings",
+                      parsed.provider_call_id)
+
+
 def _answer(kind: Literal["project", "number"]) -> Response:
     _require_token()
     params = _params()
     payload = urlencode(params)
 
-    def understand() -> tuple[list[dict[str, Any]], Parsed | None]:
-        agent_call = stringee.parse_agent_call(params, utcnow()) if kind == "project" else None
-        return _scco(kind, params), agent_call
+    def understand() -> tuple[list[dict[str, Any]], tuple[int, ...] | None, Parsed | None]:
+        if kind == "project":
+            call = stringee.parse_agent_call(params, utcnow())
+        else:
+            call = stringee.parse_number_call(params, utcnow())
+        return (*_scco(kind, params), call)
 
-    scco, agent_call = parse_or_reject(
+    scco, offered, call = parse_or_reject(
         stringee.PROVIDER, understand, payload=payload,
         kind=lambda: f"answer/{kind}", call_ref=lambda: params.get("callId") or params.get("uuid"),
     )
-    if agent_call is not None:
+    if call is not None and kind == "project":
         end_reads(db.session)  # the rules were read in this request's session
-        _record_agent_call(agent_call, payload)
+        _record_agent_call(call, payload)
+    elif call is not None and offered:
+        end_reads(db.session)
+        _record_number_call(call, payload, offered)
     # json.dumps keeps the SCCO's key order ("action" first), as Stringee's documents show it.
     return Response(json.dumps(scco), mimetype="application/json")
 

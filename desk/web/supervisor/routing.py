@@ -1,11 +1,15 @@
 """``/routing``: the supervisor page that edits the inbound routing rules, with a preview.
 
 The form is a plain HTML form (works without JavaScript) mapped onto the rules document of
-``desk.services.routing_store``. Every field is checked on the server; a bad value re-renders the
-form with the message beside the field, answers 400 and stores nothing. A good one replaces
-the rules in one transaction together with its audit entry (``routing.update``, the rules
-before and after). ``?from=…&to=…`` previews where such a call would go right now, with the
-answer the provider would get.
+``desk.services.routing_store``. Every field is checked on the server, and every mistake is
+reported, not only the first: each bad line of the ring groups and the blocked callers with
+its line number and what to type. A form with mistakes comes back as it was typed, each
+message beside its field (the first such field has the focus), answers 400 and stores
+nothing. A good one replaces the rules in one transaction together with its audit entry
+(``routing.update``, the rules before and after). ``?from=…&to=…`` previews where such a
+call would go right now, with the answer the provider would get; its numbers are checked
+with the same checks and messages as the rules' numbers, and a bad one is answered 400 with
+the message beside its field and no preview. The page has the boards' header.
 
 A called number's row rings the agents ticked, or sends calls somewhere by id: a queue, or
 a Placetel prompt, group (with Placetel's ring time of 10 to 60 s and an optional backup
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,15 +41,17 @@ from desk.domain.routing import (
     GROUP_RING_TIMES,
     TARGET_LABELS,
     Rules,
+    normalize_number,
 )
-from desk.extensions import db
+from desk.extensions import db, hub
 from desk.models import User
 from desk.providers.placetel.route import render_route
 from desk.providers.stringee.answers import scco_for_decision
-from desk.services import audit
+from desk.services import audit, queries
 from desk.services.routing_store import (
     IDENT_TARGETS,
     MAX_RING_TIME,
+    check_called_number,
     check_group_ring_time,
     check_ident,
     check_number,
@@ -62,7 +68,7 @@ from desk.web.auth import supervisor_required
 BLANK_TARGET_ROWS = 2
 MAX_TARGET_ROWS = 200
 _TARGET_FIELD = re.compile(r"^target-(\d{1,3})-(number|queue|agents|kind|id|ringtime|backup)$")
-_SPLIT = re.compile(r"[\n,;]+")
+_SPLIT = re.compile(r"[,;]+")  # blocked callers: several on a line
 # Where a row can send calls by id, in the order the form offers them: kind → label.
 TARGET_KINDS = {"queue": "Queue", **TARGET_LABELS}
 _DOCUMENT_FIELD = {kind: name for name, kind in IDENT_TARGETS.items()}
@@ -100,7 +106,7 @@ class RoutingForm:
     forward_announcement: str = ""
     voicemail_announcement: str = ""
     targets: list[TargetRow] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # field → every problem in it
 
     @classmethod
     def from_rules(cls, rules: Rules, agents: Sequence[User]) -> RoutingForm:
@@ -182,35 +188,60 @@ class RoutingForm:
 
     # -- validation -------------------------------------------------------------------
 
+    def refuse(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+    @property
+    def first_error(self) -> str | None:
+        """The first field with a problem, in the order the page shows them: its focus."""
+        order = ["ring_time", "ring_groups", *(f"target-{i}" for i in range(len(self.targets))),
+                 "when_nobody", "queue_id", "blocked_callers", "blocked_action",
+                 "forward_announcement", "voicemail_announcement"]
+        return next((name for name in order if name in self.errors), None)
+
     def _check(self, name: str, check: Callable[..., T], *args: Any) -> T | None:
         try:
             return check(*args)
         except ValueError as exc:
-            self.errors.setdefault(name, str(exc))
+            self.refuse(name, str(exc))
             return None
 
-    def _ring_groups(self, by_name: Mapping[str, int], ring_time: int) -> list[dict[str, Any]]:
+    def _ring_groups(self, agents: Sequence[User], ring_time: int) -> list[dict[str, Any]]:
+        """One group per line; every line with a mistake is reported, each with its number."""
+        by_name = {agent.name.lower(): agent.id for agent in agents}
         groups = []
         for number, line in enumerate(self.ring_groups.splitlines(), start=1):
             if not line.strip():
                 continue
             names, _, seconds = line.partition(":")
             where = f"Ring groups, line {number}"
-            ids = []
-            for name in (n.strip() for n in names.split(",")):
-                if not name:
-                    continue
-                if name.lower() not in by_name:
-                    self.errors.setdefault("ring_groups", f"{where}: there is no agent named "
-                                                          f"{name[:40]!r}")
-                    return []
-                ids.append(by_name[name.lower()])
-            if not ids:
-                self.errors.setdefault("ring_groups", f"{where}: name at least one agent")
-                return []
+            wanted = [name for name in (n.strip() for n in names.split(",")) if name]
+            unknown = [name for name in wanted if name.lower() not in by_name]
             group_time = self._seconds("ring_groups", seconds.strip() or str(ring_time), where)
-            groups.append({"agent_ids": ids, "ring_time": group_time or ring_time})
+            if not wanted:
+                self.refuse("ring_groups", f"{where}: name at least one agent, then optionally "
+                                           f"': seconds', e.g. {_example(agents)} : 20")
+            elif unknown:
+                named = " or ".join(repr(name[:40]) for name in unknown[:5])
+                self.refuse("ring_groups", f"{where}: there is no agent named {named}; "
+                                           f"the agents are {_names(agents)}")
+            elif group_time is not None:
+                groups.append({"agent_ids": [by_name[name.lower()] for name in wanted],
+                               "ring_time": group_time})
         return groups
+
+    def _blocked(self) -> list[str]:
+        """Numbers one per line (or separated by , or ;); every bad one is reported."""
+        numbers = []
+        for number, line in enumerate(self.blocked_callers.splitlines(), start=1):
+            for entry in _SPLIT.split(line):
+                if not entry.strip():
+                    continue
+                value = self._check("blocked_callers", check_number, entry,
+                                    f"Blocked callers, line {number}")
+                if value is not None:
+                    numbers.append(value)
+        return numbers
 
     def _seconds(self, name: str, raw: str, label: str) -> int | None:
         # isascii: str.isdigit() also takes "²", which int() refuses
@@ -241,24 +272,21 @@ class RoutingForm:
     def to_document(self, agents: Sequence[User]) -> dict[str, Any] | None:
         """The rules document, or None with ``errors`` filled in field by field."""
         self.errors = {}
-        by_name = {agent.name.lower(): agent.id for agent in agents}
         known = {agent.id for agent in agents}
 
-        blocked = [
-            self._check("blocked_callers", check_number, n, "Blocked callers")
-            for n in _SPLIT.split(self.blocked_callers) if n.strip()
-        ]
+        blocked = self._blocked()
         if self.blocked_action not in BLOCKED_ACTIONS:
-            self.errors["blocked_action"] = "Choose what blocked callers get."
+            self.refuse("blocked_action", "Choose what blocked callers get.")
         ring_time = self._seconds("ring_time", self.ring_time, "Ring time") or DEFAULT_RING_TIME
-        groups = self._ring_groups(by_name, ring_time)
+        groups = self._ring_groups(agents, ring_time)
         if self.when_nobody not in FALLBACKS:
-            self.errors["when_nobody"] = "Choose what happens when nobody can take a call."
+            self.refuse("when_nobody", "Choose what happens when nobody can take a call.")
         queue_id = None
         if self.queue_id:
             queue_id = self._check("queue_id", check_ident, self.queue_id, "Queue id")
         elif self.when_nobody == "queue":
-            self.errors["queue_id"] = "Queue id: needed when such calls go to a queue."
+            self.refuse("queue_id", "Queue id: needed when such calls go to a queue; type the "
+                                    "queue's id, such as 123.")
         announcements = {
             name: self._check(name, check_ident, getattr(self, name), label) if getattr(
                 self, name) else None
@@ -273,31 +301,32 @@ class RoutingForm:
                 continue
             key = f"target-{index}"
             if not row.number:
-                self.errors[key] = "Number: which called number is this row for?"
+                self.refuse(key, "Number: which called number is this row for? Type it, "
+                                 "such as 0221 2919 1000.")
                 continue
-            number = self._check(key, check_number, row.number, "Number")
+            number = self._check(key, check_called_number, row.number, "Number")
             if number is None:
                 continue
-            if number in seen:
-                self.errors[key] = f"Number: {number} has two rows; keep one."
+            if normalize_number(number) in seen:
+                self.refuse(key, f"Number: {number} has two rows; keep one.")
             elif bool(row.target_id) == bool(row.agent_ids):
-                self.errors[key] = (f"{number}: tick the agents to ring or give the id of a "
-                                    "queue, prompt, group or routing plan, not both and not "
-                                    "neither.")
+                self.refuse(key, f"{number}: tick the agents to ring or give the id of a "
+                                 "queue, prompt, group or routing plan, not both and not "
+                                 "neither.")
             elif row.kind not in TARGET_KINDS:
-                self.errors[key] = f"{number}: choose where its calls go."
+                self.refuse(key, f"{number}: choose where its calls go.")
             elif (row.ring_time or row.backup) and (row.agent_ids or row.kind != "group"):
-                self.errors[key] = (f"{number}: a group ring time and a backup routing object "
-                                    "are for a Placetel group only.")
+                self.refuse(key, f"{number}: a group ring time and a backup routing object "
+                                 "are for a Placetel group only.")
             elif row.target_id:
                 target = self._id_target(key, row)
                 if target is not None:
                     targets[number] = target
             elif row.agent_ids - known:
-                self.errors[key] = f"{number}: an agent ticked there no longer exists."
+                self.refuse(key, f"{number}: an agent ticked there no longer exists.")
             else:
                 targets[number] = {"agent_ids": sorted(row.agent_ids)}
-            seen.add(number)
+            seen.add(normalize_number(number))
 
         if self.errors:
             return None
@@ -316,26 +345,59 @@ class RoutingForm:
         try:  # the one validator of the stored document has the last word
             rules_from_document(document, known)
         except ValueError as exc:
-            self.errors["form"] = str(exc)
+            self.refuse("form", str(exc))
             return None
         return document
+
+
+def _names(agents: Sequence[User], most: int = 8) -> str:
+    """The agents' names as the ring groups take them, for a message saying what to type."""
+    if not agents:
+        return "none yet (create agents first)"
+    names = ", ".join(agent.name for agent in agents[:most])
+    return names + (f" and {len(agents) - most} more" if len(agents) > most else "")
+
+
+def _example(agents: Sequence[User]) -> str:
+    return ", ".join(agent.name for agent in agents[:2]) or "ann, bob"
 
 
 def _agents() -> list[User]:
     return list(db.session.scalars(select(User).where(User.role == "agent").order_by(User.name)))
 
 
+PREVIEW_VIA = {"placetel": "Placetel", "stringee": "Stringee"}
+
+
 def _preview() -> dict[str, Any] | None:
     """Where a call from ``from`` to ``to`` would go now, and the provider's answer; for a
-    Placetel-only decision also what the other providers do instead."""
+    Placetel-only decision also what the other providers do instead. Numbers are checked
+    as the rules' numbers are: a bad one gets ``problems`` (field → message) and no answer."""
     caller, called = request.args.get("from"), request.args.get("to")
     if caller is None and called is None:
         return None
-    via = request.args.get("via", "placetel")
-    via = via if via in ("placetel", "stringee") else "placetel"
-    caller, called = (caller or "").strip()[:64], (called or "").strip()[:64]
+    caller, called = (caller or "").strip(), (called or "").strip()
+    via = (request.args.get("via") or "placetel").strip()
+    problems: dict[str, str] = {}
+    if caller:
+        try:
+            check_number(caller, "From")
+        except ValueError as exc:
+            problems["from"] = str(exc)
+    if not called:
+        problems["to"] = "To: type the number the call is made to, such as 0221 2919 1000."
+    else:
+        try:
+            check_called_number(called, "To")
+        except ValueError as exc:
+            problems["to"] = str(exc)
+    if via not in PREVIEW_VIA:
+        problems["via"] = f"Provider: choose {' or '.join(PREVIEW_VIA.values())}."
+    shown = {"from": caller[:200], "to": called[:200], "via": via[:40], "problems": problems}
+    if problems:
+        return shown
     full = decide_for_call(
-        db.session(), caller or None, called or None,
+        db.session(), caller or None, called,
         reachable_by="sip_peer" if via == "placetel" else "stringee_user_id", portable=False,
     )
     elsewhere = full.portable()
@@ -349,13 +411,16 @@ def _preview() -> dict[str, Any] | None:
     # Said whichever provider is previewed: the supervisor chose a Placetel-only target.
     note = (f"Stringee and the mediaservice cannot: {elsewhere.reason} "
             f"({elsewhere.action})." if full.placetel_only else None)
-    return {"from": caller, "to": called, "via": via, "decision": decision, "answer": answer,
-            "note": note}
+    return {**shown, "decision": decision, "answer": answer, "note": note}
 
 
 def _render(form: RoutingForm, agents: list[User], status: int = 200) -> tuple[str, int]:
+    preview = _preview()
+    if preview and preview["problems"] and status == 200:
+        status = 400
     return render_template(
-        "supervisor/routing.html", me=current_user, form=form, agents=agents, preview=_preview(),
+        "supervisor/routing.html", me=current_user, counts=queries.state_counts(db.session()),
+        hub=hub, form=form, agents=agents, preview=preview,
         blocked_actions=BLOCKED_ACTIONS, fallbacks=FALLBACKS, max_ring_time=MAX_RING_TIME,
         target_kinds=TARGET_KINDS, group_ring_times=GROUP_RING_TIMES,
         default_group_ring_time=DEFAULT_GROUP_RING_TIME,

@@ -360,3 +360,41 @@ def test_every_documented_callback_has_its_fixture_and_source() -> None:
     assert set(PARSED) - {ALARM} | {"alarm"} == set(CALLBACKS)
     sources = (FIXTURES / "SOURCES.md").read_text()
     assert all(f"`{name}.json`" in sources for name in CALLBACKS)
+
+
+@pytest.mark.parametrize("shown", ["0", "1"])
+def test_whether_the_agent_sees_the_listen_in_is_a_setting(
+    tmp_path: Path, provider_keys: tuple[str, str], shown: str,
+) -> None:
+    from desk.models import User
+    from desk.services import listen
+
+    app = make_app(tmp_path, provider_keys[1], DESK_LISTEN_IN_SHOWN_TO_AGENT=shown)
+    try:
+        with app.app_context():
+            sue = db.session.scalars(select(User).where(User.name == "sue")).one()
+            listen.start(db.session(), sue, agent_name="ann", address="sip:sue-desk@pbx.example")
+        provider = Provider(app.test_client(), provider_keys[0])
+        answer = provider.post("newCall").json
+        assert answer["monitorDestAddr"] == "sip:sue-desk@pbx.example"
+        provider.post("callNotify")
+        provider.post("callAnswered")
+        # Invented from the sample: the monitoring leg's callAnswered, with the desk's
+        # reference, the leg's own participant and the SIP user it rang.
+        provider.post("callAnswered", {
+            **load("callAnswered"), "monitoringParticipant": True,
+            "calleeParticipantId": "mon-leg-1", "remotePartyNumber": "sue-desk",
+            "connectionId": "mon-connection", "sessionReferenceId": {"deskCallId": SESSION}})
+        call = the_call(app)
+        assert (call.state, call.answered_by) == ("talking", "46890200")
+        assert call.provider_facts["listened_by"] == "sue"
+        ann = app.test_client()
+        login(ann, "ann")
+        board = ann.get("/").get_data(as_text=True)
+        assert f'id="call-{call.id}"' in board
+        assert ("listened by sue" in board) is (shown == "1")
+        supervisor = app.test_client()
+        login(supervisor, "sue")
+        assert "listened by sue" in supervisor.get("/supervisor").get_data(as_text=True)
+    finally:
+        db.dispose()

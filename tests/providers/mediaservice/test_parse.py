@@ -869,3 +869,54 @@ def test_the_new_settings_are_read_and_checked() -> None:
         settings(DESK_MEDIASERVICE_API="sigv4")
     with pytest.raises(SettingsError, match="DESK_MEDIASERVICE_SITE_URLS takes"):
         settings(DESK_MEDIASERVICE_SITE_URLS="site-a.example.com")
+
+
+# -- a supervisor's monitoring leg (monitorDestAddr) -----------------------------------------
+
+
+def test_a_call_event_about_a_known_monitoring_leg_changes_no_state() -> None:
+    # The sample's participantId, told to the parser as a monitoring leg of the call: what
+    # the service sends when the supervisor hangs up the silent leg (the /callEvent schema
+    # has no monitoringParticipant field).
+    leg = CALL_EVENT["participantId"]
+    for event in ("calledPartyDrop", "calledPartyFailure", "callingPartyDrop"):
+        result = ms.parse("callEvent", wire(CALL_EVENT, event=event), AT,
+                          monitoring_legs={leg})
+        assert result.parsed.events == ()
+        assert result.parsed.kind == f"callEvent:{event}:monitoring"
+        assert result.facts["monitoring"] is True and "split" not in result.facts
+    plain = ms.parse("callEvent", wire(CALL_EVENT), AT, monitoring_legs={"another-leg"})
+    assert [e.kind for e in plain.parsed.events] == ["ended"]  # the call's own party dropped
+
+
+def test_a_call_event_flagged_as_monitoring_is_the_legs_whatever_its_participant() -> None:
+    # Invented: the flag /callAnswered and /callNotify carry, on a callEvent.
+    result = parse("callEvent", CALL_EVENT, monitoringParticipant=True)
+    assert result.parsed.events == () and result.facts["monitoring"] is True
+    split = parse("callEvent", CALL_EVENT, event="callerConnectionSplit",
+                  monitoringParticipant=True)
+    assert "split" not in split.facts  # a monitoring leg is never the caller to transfer
+
+
+def test_a_monitoring_call_answered_names_the_sip_user_its_leg_rang() -> None:
+    result = parse("callAnswered", CALL_ANSWERED, monitoringParticipant=True,
+                   remotePartyNumber="sue-desk", sessionReferenceId=session_reference(SESSION))
+    assert result.parsed.kind == "callAnswered:monitoring"
+    assert result.facts["monitor_party"] == "sue-desk"
+    assert result.facts["callee_participant_id"] == CALL_ANSWERED["calleeParticipantId"]
+    ringing = parse("callNotify", CALL_NOTIFY, monitoringParticipant=True)
+    assert ringing.parsed.kind == "callNotify:ringing:monitoring"
+
+
+def test_with_monitor_adds_the_leg_to_an_answer_that_connects_the_call_only() -> None:
+    from desk.providers.mediaservice.answers import with_monitor
+
+    new_call = parse("newCall", NEW_CALL)
+    connect = answer_for_new_call(new_call, "sip:ann@pbx.example")
+    assert with_monitor(connect, "sip:sue@pbx.example", "101") == {
+        **connect, "monitorDestAddr": "sip:sue@pbx.example", "monitorSipFrom": "101"}
+    assert "monitorSipFrom" not in with_monitor(connect, "sip:sue@pbx.example")
+    drop = answer_for_new_call(new_call, None)
+    assert with_monitor(drop, "sip:sue@pbx.example", "101") == drop
+    with pytest.raises(ValueError, match="monitorDestAddr must be a sip: or sips: URI"):
+        with_monitor(connect, "sue@pbx.example")

@@ -471,3 +471,412 @@ def test_keyboard_shortcuts_list_themselves_record_and_hang_up_with_a_second_pre
         ended = page.locator(f"#calls-ended #call-{call_id}")
         expect(ended).to_contain_text("Answered")  # the provider's callback confirmed it
         assert not errors, errors
+
+
+# -- supervisor listen-in (monitorDestAddr) ---------------------------------------------------
+
+
+def bearer(server: LiveServer, name: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + flask_cli(server.env, "users", "token", name).strip()}
+
+
+def audit_by(engine: Engine, actions: tuple[str, ...]) -> list[tuple[str, str, int | None, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+            select(AuditEntry.action, AuditEntry.outcome, AuditEntry.user_id, AuditEntry.detail)
+            .where(AuditEntry.action.in_(actions)).order_by(AuditEntry.id))]
+
+
+def ring_once(standin: StandIn, called: str = "46890200") -> dict[str, Any]:
+    """A new call routed to ann; its newCall answer. The session ends again at once."""
+    if standin.session_id:
+        standin.callback("sessionCompleted", {"sessionId": standin.session_id})
+    answer = standin.incoming_call(called=called)
+    standin.callback("sessionCompleted", {"sessionId": standin.session_id})
+    return answer
+
+
+def test_a_listen_in_rule_adds_the_monitoring_leg_to_matching_answers_only(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    server.login("ann", PASSWORD)  # available for routing
+    sue = bearer(server, "sue")
+    api = f"{server.url}/api/v1/listen-ins"
+    audited_before = len(audit_by(engine, ("listen-start", "listen-stop")))
+
+    plain = ring_once(standin)
+    assert plain["action"] == "call" and "monitorDestAddr" not in plain
+
+    on_bob = requests.post(api, json={"agent": "bob", "address": "sip:sue-desk@pbx.example"},
+                           headers=sue, timeout=5)
+    assert on_bob.status_code == 201, on_bob.text
+    assert "monitorDestAddr" not in ring_once(standin)  # ann's call: bob's rule does not match
+
+    on_ann = requests.post(api, json={"agent": "ann", "address": "sue-desk@pbx.example"},
+                           headers=sue, timeout=5)
+    assert on_ann.status_code == 201, on_ann.text
+    assert on_ann.json()["address"] == "sip:sue-desk@pbx.example"
+    answer = ring_once(standin)
+    assert answer["destAddr"] == "sip:777ann@fpbx.de"
+    assert answer["monitorDestAddr"] == "sip:sue-desk@pbx.example"
+    assert answer["monitorSipFrom"] == "101"  # the supervisor's phone shows whose call it is
+
+    for rule in (on_bob.json(), on_ann.json()):
+        gone = requests.delete(api, params={"id": rule["id"]}, headers=sue, timeout=5)
+        assert gone.status_code == 200 and gone.json()["id"] == rule["id"]
+    assert "monitorDestAddr" not in ring_once(standin)
+
+    by_number = requests.post(api, json={"number": "+4689 0200", "address": "sip:sue@pbx.example"},
+                              headers=sue, timeout=5)
+    assert by_number.status_code == 201 and by_number.json()["number"] == "46890200"
+    to_line = ring_once(standin, called="46890200")
+    assert (to_line["monitorDestAddr"], to_line["monitorSipFrom"]) == (
+        "sip:sue@pbx.example", "46890200")
+    assert "monitorDestAddr" not in ring_once(standin, called="46890999")
+
+    # A transfer's callEvent answer connects the caller again: it gets the leg too.
+    ann_session, call_id = connected_call(world)
+    split = ann_session.post(f"{server.url}/calls/{call_id}/split",
+                             data={"target": "sip:200@pbx.example"},
+                             headers=csrf(ann_session, server.url), timeout=5)
+    assert split.status_code == 200, split.text
+    standin.settle()
+    answers = {b["event"]: a for name, b, _, a in standin.callbacks
+               if name == "callEvent" and b.get("sessionId") == standin.session_id}
+    assert answers["callerConnectionSplit"]["monitorDestAddr"] == "sip:sue@pbx.example"
+    assert answers["calleeConnectionSplit"] == {"action": "drop"}  # a drop carries no leg
+
+    stopped = requests.delete(api, params={"number": "46890200"}, headers=sue, timeout=5)
+    assert stopped.status_code == 200, stopped.text
+    assert requests.get(api, headers=sue, timeout=5).json() == {"listen_ins": []}
+    audited = audit_by(engine, ("listen-start", "listen-stop"))[audited_before:]
+    assert [(action, outcome, user) for action, outcome, user, _ in audited] == [
+        ("listen-start", "ok", 3), ("listen-start", "ok", 3), ("listen-stop", "ok", 3),
+        ("listen-stop", "ok", 3), ("listen-start", "ok", 3), ("listen-stop", "ok", 3)]
+    assert '"agent": "ann"' in audited[1][3] and "sip:sue-desk@pbx.example" in audited[1][3]
+
+
+def test_listen_in_refusals_are_clear_4xx_and_audited(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, _standin, engine = world
+    api = f"{server.url}/api/v1/listen-ins"
+    sue, ann = bearer(server, "sue"), bearer(server, "ann")
+    agent = requests.post(api, json={"agent": "bob"}, headers=ann, timeout=5)
+    assert agent.status_code == 403 and "supervisors" in agent.json()["message"]
+    cases = [
+        ({}, 400, "pick an agent, or give a number"),
+        ({"agent": "bob", "number": "0221"}, 400, "not both"),
+        ({"agent": "nobody"}, 404, "no user named 'nobody'"),
+        ({"agent": "bob"}, 400, "you have no SIP peer set"),  # sue has none, and gave none
+        ({"agent": "bob", "address": "not an address"}, 400, "is not a SIP address"),
+        ({"number": "call me", "address": "sip:sue@pbx.example"}, 400, "not a phone number"),
+        ({"agent": "sue", "address": "sip:sue@pbx.example"}, 400, "your own calls"),
+        ({"agent": "bob", "colour": "red"}, 422, "Unknown field(s) 'colour'"),
+    ]
+    for body, status, message in cases:
+        answer = requests.post(api, json=body, headers=sue, timeout=5)
+        assert (answer.status_code, message in answer.json()["message"]) == (status, True), (
+            body, answer.text)
+    first = requests.post(api, json={"agent": "bob", "address": "sip:sue@pbx.example"},
+                          headers=sue, timeout=5)
+    again = requests.post(api, json={"agent": "bob", "address": "sip:sue2@pbx.example"},
+                          headers=sue, timeout=5)
+    assert again.status_code == 409 and "already" in again.json()["message"]
+    assert requests.delete(api, params={"id": "x"}, headers=sue, timeout=5).status_code == 400
+    stop = requests.delete(api, params={"id": first.json()["id"]}, headers=sue, timeout=5)
+    assert stop.status_code == 200
+    twice = requests.delete(api, params={"id": first.json()["id"]}, headers=sue, timeout=5)
+    assert twice.status_code == 404 and "stopped already" in twice.json()["message"]
+    invalid = [row for row in audit_by(engine, ("listen-start", "listen-stop"))
+               if row[1] == "invalid"]
+    assert len(invalid) >= 7 and all(row[2] == 3 for row in invalid)
+
+
+def test_the_monitoring_leg_never_ends_or_reattributes_the_call_and_shows_on_the_supervisor_board(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    sue = server.login("sue", PASSWORD)
+    board_page = sue.get(f"{server.url}/supervisor", timeout=5).text
+    assert 'id="listen-in"' in board_page and "Start listening" in board_page
+    token = re.search(r'name="csrf-token" content="([^"]+)"', board_page).group(1)  # type: ignore[union-attr]
+    started = sue.post(f"{server.url}/supervisor/listen-in",
+                       data={"agent_id": "1", "address": "sip:sue-desk@pbx.example"},
+                       headers={"X-CSRFToken": token, "HX-Request": "true"}, timeout=5)
+    assert started.status_code == 200 and "sue listens to ann&#39;s calls" in started.text
+    rule_id = int(re.search(r'id="listen-in-(\d+)"', started.text).group(1))  # type: ignore[union-attr]
+    audited_before = len(audit_by(engine, ("listen-start", "listen-stop"))) - 1  # its start
+
+    ann, call_id = connected_call(world)
+    before = the_call(engine, standin.session_id)
+    with server.board(sue) as sue_board:
+        sue_board.recv(timeout=5)
+        answered = standin.monitoring_leg("sue-desk")
+        assert answered.status_code == 200
+        row = recv_until(sue_board, "listened by sue")
+        assert f'id="call-{call_id}"' in row and 'data-state="talking"' in row
+        call = the_call(engine, standin.session_id)
+        assert (call.state, call.agent_id, call.answered_by, call.answered_at) == (
+            "talking", before.agent_id, before.answered_by, before.answered_at)
+        assert (call.caller_participant_id, call.callee_participant_id) == (
+            before.caller_participant_id, before.callee_participant_id)
+        assert call.provider_facts["reply_id"] == before.provider_facts["reply_id"]
+        assert call.provider_facts["listened_by"] == "sue"
+        assert "listened by sue" in sue.get(f"{server.url}/supervisor", timeout=5).text
+        assert f'id="call-{call_id}"' in (ann_board := ann.get(server.url + "/", timeout=5).text)
+        assert "listened by" not in ann_board  # DESK_LISTEN_IN_SHOWN_TO_AGENT is off
+
+        dropped = standin.monitoring_leg_drops()  # no monitoringParticipant in a callEvent
+        assert (dropped.status_code, dropped.json()) == (200, {})  # no action: the call goes on
+        gone = recv_until(sue_board, f'id="call-{call_id}"')
+        assert "listened by" not in gone and 'data-state="talking"' in gone
+    # A leg the desk does not know, flagged as monitoring anyway: the flag is believed.
+    flagged = standin.monitoring_leg_drops(leg="mon-other", event="calledPartyFailure",
+                                           monitoringParticipant=True)
+    assert flagged.json() == {}
+    call = the_call(engine, standin.session_id)
+    assert (call.state, call.agent_id, call.end_cause) == ("talking", before.agent_id, None)
+
+    with engine.connect() as conn:
+        kinds = conn.scalars(select(Delivery.kind).where(Delivery.call_id == call_id)).all()
+    assert {"callNotify:ringing:monitoring", "callAnswered:monitoring",
+            "callEvent:calledPartyDrop:monitoring"} <= set(kinds)
+    assert "callAnswered:monitoring" in sue.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    ann_page = ann.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    assert ":monitoring" not in ann_page and "callAnswered" in ann_page
+
+    hang = ann.post(f"{server.url}/calls/{call_id}/hangup", headers=csrf(ann, server.url),
+                    timeout=5)
+    assert hang.status_code == 200
+    standin.settle()
+    assert the_call(engine, standin.session_id).state == "ended"  # the call's own end still ends
+
+    call_page = sue.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    assert "Stop listening" in call_page  # sue's rule for ann, from the call page
+    stopped = sue.post(f"{server.url}/supervisor/listen-in/{rule_id}/stop",
+                       data={"csrf_token": token, "next": f"/calls/{call_id}"}, timeout=5)
+    assert stopped.status_code == 200 and stopped.url.endswith(f"/calls/{call_id}")
+    assert "Listen to ann's calls" in stopped.text
+    audited = audit_by(engine, ("listen-start", "listen-stop"))[audited_before:]
+    assert [(a, o, u) for a, o, u, _d in audited] == [
+        ("listen-start", "ok", 3), ("listen-stop", "ok", 3)]
+    assert all(f'"listen_in": {rule_id}' in (d or "") for *_rest, d in audited)
+
+
+# -- pause and resume recording ----------------------------------------------------------------
+
+
+def test_pause_and_resume_record_segments_that_play_in_order(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    ann, call_id = connected_call(world)
+    headers = csrf(ann, server.url)
+    bob = server.login("bob", PASSWORD)
+    standin.seen.clear()
+    standin.callbacks.clear()
+    url = f"{server.url}/calls/{call_id}/recording"
+    with server.board(bob) as bob_board:
+        bob_board.recv(timeout=5)
+        started = ann.post(url, headers=headers, timeout=5)
+        assert "Pause recording" in started.text, started.text[-800:]
+        paused = ann.post(url + "/pause", headers=headers, timeout=5)
+        assert paused.status_code == 200 and "Recording paused" in paused.text
+        assert "Resume recording" in paused.text and ">Record<" not in paused.text
+        seen_by_bob = recv_until(bob_board, "Recording paused")  # everyone watching
+        assert "Resume recording" not in seen_by_bob  # bob may not act on ann's call
+    standin.settle()
+    resumed = ann.post(url + "/resume", headers=headers, timeout=5)
+    assert resumed.status_code == 200 and "● Recording" in resumed.text
+    sue = bearer(server, "sue")  # a supervisor pauses the second part through the API
+    by_api = requests.post(f"{server.url}/api/v1/calls/{call_id}/recording/pause", headers=sue,
+                           timeout=5)
+    assert by_api.status_code == 202 and by_api.json()["recording_state"] == "paused"
+    standin.settle()
+    again = requests.post(f"{server.url}/api/v1/calls/{call_id}/recording/resume", headers=sue,
+                          timeout=5)
+    assert again.status_code == 202 and again.json()["recording_state"] == "on"
+    stopped = ann.delete(url, headers=headers, timeout=5)
+    assert "Saving recording" in stopped.text
+    standin.settle()
+
+    starts = [s.body["recordingFileName"] for s in standin.seen
+              if s.path == f"/{DOMAIN}/startrecording"]
+    assert [s.path.rsplit("/", 1)[1] for s in standin.seen] == [
+        "startrecording", "stoprecording"] * 3
+    assert len(set(starts)) == 3 and starts[1:] == [
+        starts[0].replace(".mp3", "-part2.mp3"), starts[0].replace(".mp3", "-part3.mp3")]
+    ready = [b["recordingFileName"] for name, b, status, _ in standin.callbacks
+             if name == "recordingReady" and status == 200]
+    assert ready == starts  # one recordingReady per segment, each applied
+
+    listing = requests.get(f"{server.url}/api/v1/calls/{call_id}/recording/segments",
+                           headers=sue, timeout=5).json()
+    assert listing["recording_state"] == "ready" and listing["recording_error"] is None
+    assert [(s["position"], s["file_name"], s["state"]) for s in listing["segments"]] == [
+        (i + 1, name, "ready") for i, name in enumerate(starts)]
+    assert [(s["started_by"], s["stopped_by"], s["stop_reason"]) for s in listing["segments"]] == [
+        ("ann", "ann", "pause"), ("ann", "sue", "pause"), ("sue", "ann", "stop")]
+    assert [(p["after_part"], p["paused_by"], p["resumed_by"]) for p in listing["paused"]] == [
+        (1, "ann", "ann"), (2, "sue", "sue")]
+    assert all(p["seconds"] is not None for p in listing["paused"])
+
+    page = ann.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    order = [page.index(f'id="segment-{n}"') for n in (1, 2, 3)]
+    pauses = [page.index(f'id="paused-after-{n}"') for n in (1, 2)]
+    assert order[0] < pauses[0] < order[1] < pauses[1] < order[2]
+    assert "paused by sue" in page and "segments.js" in page
+    for position, name in enumerate(starts, start=1):
+        audio = ann.get(f"{url}?part={position}", timeout=5)
+        assert audio.status_code == 200 and audio.content.startswith(b"RIFF")
+        assert audio.url == f"{standin.url}/files/{name}"
+    assert ann.get(f"{url}?part=4", timeout=5).status_code == 404
+    assert ann.get(f"{url}?part=two", timeout=5).status_code == 400
+    with engine.connect() as conn:
+        pressed = conn.execute(select(AuditEntry.action, AuditEntry.outcome, AuditEntry.user_id)
+                               .where(AuditEntry.call_id == call_id)
+                               .order_by(AuditEntry.id)).all()
+    assert [tuple(p) for p in pressed] == [
+        ("record", "ok", 1), ("pause-record", "ok", 1), ("resume-record", "ok", 1),
+        ("pause-record", "ok", 3), ("resume-record", "ok", 3), ("stop-record", "ok", 1)]
+
+
+def test_pause_and_resume_refuse_what_does_not_fit(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    ann, call_id = connected_call(world)
+    headers = csrf(ann, server.url)
+    url = f"{server.url}/calls/{call_id}/recording"
+    not_recording = ann.post(url + "/pause", headers=headers, timeout=5)
+    assert not_recording.status_code == 409 and "not being recorded" in not_recording.text
+    not_paused = ann.post(url + "/resume", headers=headers, timeout=5)
+    assert not_paused.status_code == 409 and "not paused" in not_paused.text
+    bob = server.login("bob", PASSWORD)
+    assert bob.post(url + "/pause", headers=csrf(bob, server.url), timeout=5).status_code == 403
+    ann.post(url, headers=headers, timeout=5)
+    standin.mode = "refuse"
+    try:
+        refused = ann.post(url + "/pause", headers=headers, timeout=5)
+    finally:
+        standin.mode = "ok"
+    assert refused.status_code == 200 and "call not found" in refused.text
+    assert "● Recording" in refused.text  # still recording: nothing else changed
+    ann.post(url + "/pause", headers=headers, timeout=5)
+    twice = ann.post(url, headers=headers, timeout=5)
+    assert twice.status_code == 409 and "paused; resume it" in twice.text
+    assert audit(engine, call_id) == [
+        ("pause-record", "invalid"), ("resume-record", "invalid"), ("record", "ok"),
+        ("pause-record", "refused"), ("pause-record", "ok"), ("record", "invalid")]
+
+
+@pytest.mark.parametrize("named", [True, False],
+                         ids=["failure-names-its-file", "failure-names-none"])
+def test_a_failed_segment_is_shown_without_losing_the_others(
+    world: tuple[LiveServer, StandIn, Engine], named: bool,
+) -> None:
+    server, standin, _engine = world
+    ann, call_id = connected_call(world)
+    headers = csrf(ann, server.url)
+    url = f"{server.url}/calls/{call_id}/recording"
+    standin.failing_recordings = {"-part2"}
+    standin.failures_name_no_file = not named
+    try:
+        ann.post(url, headers=headers, timeout=5)
+        ann.post(url + "/pause", headers=headers, timeout=5)
+        standin.settle()
+        ann.post(url + "/resume", headers=headers, timeout=5)
+        stopped = ann.delete(url, headers=headers, timeout=5)
+        assert "Saving recording" in stopped.text
+        standin.settle()
+    finally:
+        standin.failing_recordings, standin.failures_name_no_file = set(), False
+    sue = bearer(server, "sue")
+    listing = requests.get(f"{server.url}/api/v1/calls/{call_id}/recording/segments",
+                           headers=sue, timeout=5).json()
+    assert [(s["position"], s["state"], s["error"]) for s in listing["segments"]] == [
+        (1, "ready", None), (2, "failed", "No callee media received")]
+    assert listing["recording_state"] == "ready"
+    assert listing["recording_error"] == "part 2 failed: No callee media received"
+    row = requests.get(f"{server.url}/api/v1/calls/{call_id}", headers=sue, timeout=5).json()
+    assert row["recording_state"] == "ready"
+    page = ann.get(f"{server.url}/calls/{call_id}", timeout=5).text
+    assert "This part failed: No callee media received" in page
+    assert page.count("<audio controls") == 1  # part 1 plays, part 2 has nothing to play
+    assert ann.get(f"{url}?part=1", timeout=5).content.startswith(b"RIFF")
+    assert ann.get(f"{url}?part=2", timeout=5).status_code == 404
+
+
+@pytest.mark.browser
+def test_in_the_browser_pause_resume_listen_in_and_their_pages_stay_accessible(
+    world: tuple[LiveServer, StandIn, Engine], browser: Any,
+) -> None:
+    """The row's Pause / Resume buttons work from the board; the board with a paused
+    recording, the supervisor board with a listen-in and the call page with parts and pauses
+    pass axe (no serious or critical violation) at both widths."""
+    from playwright.sync_api import expect
+
+    from tests.test_a11y_browser import AXE, check_page
+
+    if not AXE.exists():
+        pytest.skip(f"{AXE} is missing: run `make assets`")
+    server, standin, _engine = world
+    sue = bearer(server, "sue")
+    rule = requests.post(f"{server.url}/api/v1/listen-ins",
+                         json={"agent": "ann", "address": "sip:sue-desk@pbx.example"},
+                         headers=sue, timeout=5).json()
+    try:
+        ann, call_id = connected_call(world)
+        standin.monitoring_leg("sue-desk")
+        headers = csrf(ann, server.url)
+        ann.post(f"{server.url}/calls/{call_id}/recording", headers=headers, timeout=5)
+        ann.post(f"{server.url}/calls/{call_id}/recording/pause", headers=headers, timeout=5)
+        standin.settle()
+        with browser.new_context() as context:
+            page = context.new_page()
+            check_page(page, server.url, "ann", "/", AXE)
+            row = page.locator(f"#calls-mine #call-{call_id}")
+            expect(row.locator(".rec--paused")).to_have_text("❚❚ Recording paused")
+            expect(row).not_to_contain_text("listened by")
+            row.get_by_role("button", name="Resume recording").click()
+            expect(row.locator(".rec--on")).to_have_text("● Recording")
+            row.get_by_role("button", name="Pause recording").click()
+            expect(row.locator(".rec--paused")).to_be_visible()
+        standin.settle()
+        for path in ("/supervisor", f"/calls/{call_id}"):
+            with browser.new_context() as context:
+                page = context.new_page()
+                check_page(page, server.url, "sue", path, AXE)
+                if path == "/supervisor":
+                    expect(page.locator(f"#call-{call_id}")).to_contain_text("listened by sue")
+                    expect(page.locator("#listen-in")).to_contain_text("sue listens to ann's calls")
+                else:
+                    expect(page.locator("#recording .segment--ready")).to_have_count(2)
+                    expect(page.locator("#paused-after-1")).to_contain_text("resumed by ann")
+                    expect(page.locator("#paused-after-2")).to_contain_text("paused now")
+    finally:
+        requests.delete(f"{server.url}/api/v1/listen-ins", params={"id": rule["id"]},
+                        headers=sue, timeout=5)
+
+
+def test_a_recording_the_provider_ends_by_itself_mid_call_shows_its_failure(
+    world: tuple[LiveServer, StandIn, Engine],
+) -> None:
+    server, standin, engine = world
+    ann, call_id = connected_call(world)
+    started = ann.post(f"{server.url}/calls/{call_id}/recording", headers=csrf(ann, server.url),
+                       timeout=5)
+    assert "● Recording" in started.text
+    name = the_call(engine, standin.session_id).recording_file_name
+    # Invented: the service gives up on the recording by itself, nobody pressed Stop.
+    standin.callback("recordingReady", {
+        "event": "recordingFailed", "reason": "Storage unavailable", "recordingFileName": name,
+        "connectionId": standin.connection_id, "sessionId": standin.session_id,
+        "sessionReferenceId": {"deskCallId": standin.session_id}})
+    call = the_call(engine, standin.session_id)
+    assert (call.state, call.recording_state, call.recording_error) == (
+        "talking", "failed", "Storage unavailable")
+    row = ann.get(f"{server.url}/", timeout=5).text
+    assert "Recording failed: Storage unavailable" in row and ">Record<" in row
