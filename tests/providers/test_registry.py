@@ -104,8 +104,9 @@ def test_each_declared_route_is_matched_to_the_providers_own_view(name: str, app
 def test_capabilities_are_known_buttons_and_mediaservice_has_them_all() -> None:
     for name in BUILT_IN:
         assert REGISTRY[name].capabilities <= CAPABILITIES, name
-    assert REGISTRY["mediaservice"].capabilities == {"hangup", "drop", "split", "record"}
-    assert providers.capabilities("mediaservice") == {"hangup", "drop", "split", "record"}
+    every = {"hangup", "drop", "split", "record", "pause"}
+    assert REGISTRY["mediaservice"].capabilities == every == CAPABILITIES
+    assert providers.capabilities("mediaservice") == every
     assert providers.capabilities("placetel") == frozenset()
     assert providers.capabilities("nonesuch") == frozenset()
     assert providers.capabilities(None) == frozenset()
