@@ -77,10 +77,45 @@
       }
     });
   }
+  // A pushed row replaces the one on the page, also while its agent fills in the wrap-up
+  // form (the call's recording or provider facts change after it ended): the new row's form
+  // takes what was typed, and the field keeps the focus, instead of starting empty.
+  var WRAP_FIELDS = ["disposition", "note"];
+  var refocus = null;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var old = event.detail.target;
+    var fragment = event.detail.fragment;
+    var form = old && old.querySelector ? old.querySelector(".wrapup__form") : null;
+    var fresh = form && fragment && fragment.querySelector ? fragment.querySelector(".wrapup__form") : null;
+    if (!fresh) return;
+    var active = document.activeElement;
+    refocus = active && form.contains(active) && active.name ? {row: old.id, name: active.name} : null;
+    WRAP_FIELDS.forEach(function (name) {
+      var was = form.querySelector("[name='" + name + "']");
+      var now = fresh.querySelector("[name='" + name + "']");
+      if (!was || !now || !was.value) return;
+      if (now.tagName === "SELECT") {
+        for (var i = 0; i < now.options.length; i++) {
+          var match = now.options[i].value === was.value;
+          now.options[i].selected = match;
+          if (match) now.options[i].setAttribute("selected", ""); else now.options[i].removeAttribute("selected");
+        }
+      } else {
+        now.value = was.value;
+        now.setAttribute("value", was.value);
+      }
+    });
+  });
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     place(event.target);
     trim();
     tick();
+    if (refocus) {
+      var row = document.getElementById(refocus.row);
+      var field = row && row.querySelector(".wrapup__form [name='" + refocus.name + "']");
+      if (field) field.focus();
+      refocus = null;
+    }
   });
   document.addEventListener("DOMContentLoaded", trim);
 
