@@ -18,7 +18,7 @@ from flask_login import current_user
 
 from desk.api.blueprint import bp
 from desk.api.openapi import ERROR
-from desk.errors import error_response
+from desk.errors import MAX_ID, error_response, whole_number
 from desk.extensions import db
 from desk.services import listen
 
@@ -67,9 +67,10 @@ def stop_listen_in() -> ResponseReturnValue:
     wanted = request.args.get("id")
     try:
         if wanted is not None:
-            if not (wanted.isascii() and wanted.isdigit()):
+            number_id = whole_number(wanted, 1, MAX_ID)
+            if number_id is None:
                 abort(400, f"'id' must be a listen-in's id (a whole number), not {wanted[:20]!r}.")
-            rule_id = int(wanted)
+            rule_id = number_id
         else:
             rule_id = listen.find_own(db.session(), current_user,
                                       agent_name=request.args.get("agent"),
