@@ -20,7 +20,7 @@ from desk.models import Call, User
 from desk.services.ingest import find_agent
 from desk.web import bp
 
-NOT_A_DESK_USER = "(not a desk user)"
+UNMATCHED_LABEL = "(not a desk user)"
 
 
 def desk_user_for(call: Call) -> User | None:
@@ -43,4 +43,4 @@ def answered_by_label(call: Call) -> str:
     user = desk_user_for(call)
     if user is not None:
         return user.name
-    return f"{call.answered_by} {NOT_A_DESK_USER}" if call.answered_by else ""
+    return f"{call.answered_by} {UNMATCHED_LABEL}" if call.answered_by else ""
