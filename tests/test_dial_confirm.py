@@ -10,43 +10,22 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from desk import create_app
-from desk.cli import upgrade_database
 from desk.extensions import db
 from desk.models import AuditEntry
-from tests.conftest import PLACETEL_AUTH, base_config, login
+from tests import teleforge_desk
+from tests.conftest import PLACETEL_AUTH, login
 from tests.teleforge_standin import TeleforgeStandIn
 
+# The shared desk with a stand-in Teleforge (tests/teleforge_desk.py).
+pbx, app, token = teleforge_desk.pbx, teleforge_desk.app, teleforge_desk.token
+
 GOOD = {"callee": "0820001234", "outbound_id": "random"}
-
-
-@pytest.fixture
-def pbx() -> Iterator[TeleforgeStandIn]:
-    with TeleforgeStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def app(tmp_path: Path, pbx: TeleforgeStandIn) -> Iterator[Flask]:
-    app = create_app(base_config(f"sqlite:///{tmp_path / 'desk.sqlite3'}",
-                                 DESK_TELEFORGE_URL=pbx.url, DESK_PROVIDER_TIMEOUT="2"))
-    upgrade_database(app)
-    yield app
-    db.dispose()
-
-
-def token(runner: FlaskCliRunner, name: str) -> dict[str, str]:
-    result = runner.invoke(args=["users", "token", name])
-    assert result.exit_code == 0, result.output
-    return {"Authorization": f"Bearer {result.output.strip()}"}
 
 
 def htmx(csrf: str) -> dict[str, str]:
