@@ -27,6 +27,11 @@ Facts relied on:
   phone calls a Stringee number, with ``from``, ``to``, ``uuid``, ``fromInternal=false``.
   The desk takes the answer URL's ``callId`` to be the events' ``call_id`` (both are
   ``call-vn-…`` ids in those documents).
+  ``callId`` on the *number* answer URL is in the answer-URL samples of the Stringee call
+  API description this desk was first specified from (``from_external`` requests), but not
+  in the public page's 1.2 sample (``tests/providers/stringee/fixtures/number_answer.query``,
+  verbatim): ``parse_number_call`` therefore only records an offer when one is sent, and a
+  number call without it appears with its first call event, as before.
 
 How a call's end becomes the desk's end cause (``desk.domain.outcomes``): a call someone
 talked on keeps Stringee's text (its outcome is "answered"), and so does an unanswered
