@@ -288,7 +288,7 @@ def test_hangup_is_acknowledged_and_the_wrap_up_reaches_the_crm(
     expect(page.locator("#log li[data-type='call_ended']")).to_have_count(1)
     ended = received(page, "call_ended")[0]["data"]
     assert ended["callId"] == pop["callId"] and ended["status"] == "answered"
-    assert ended["disposition"] is None and ended["note"] is None
+    assert ended["disposition"] is None and ended["note"] is None and ended["wrappedUp"] is None
     assert [seen.path for seen in ms.seen][-1] == f"/{DOMAIN}/hangupcall"
 
     # The agent wraps up in the ended row: the CRM gets the disposition and the note.
@@ -297,6 +297,13 @@ def test_hangup_is_acknowledged_and_the_wrap_up_reaches_the_crm(
     row.get_by_label("Note").fill("wants a brochure")
     row.get_by_role("button", name="Save wrap-up").click()
     expect(page.locator("#log li[data-type='call_wrapped_up']")).to_have_count(1)
+    # call_ended again, now the call's whole record, before call_wrapped_up.
+    first, again = (m["data"] for m in received(page, "call_ended"))
+    assert again == {**first, "disposition": "Sale", "note": "wants a brochure",
+                     "wrappedUp": again["wrappedUp"]}
+    assert again["wrappedUp"]  # when, ISO 8601
+    types = page.locator("#log li").evaluate_all("items => items.map(i => i.dataset.type)")
+    assert types.index("call_wrapped_up") > len(types) - 1 - types[::-1].index("call_ended")
     wrapped = received(page, "call_wrapped_up")[0]["data"]
     assert wrapped == {"callId": pop["callId"], "disposition": "Sale",
                        "note": "wants a brochure", "record": None}
@@ -304,7 +311,7 @@ def test_hangup_is_acknowledged_and_the_wrap_up_reaches_the_crm(
 
     expect(row).to_contain_text("Wrapped up: Sale — wants a brochure")
     settle(page)
-    assert count(page, "call_wrapped_up") == 1 and count(page, "call_ended") == 1
+    assert count(page, "call_wrapped_up") == 1 and count(page, "call_ended") == 2
     world.presence("cy", "available")
 
 

@@ -282,7 +282,8 @@
   // agent, each event once: a screen pop for a call that starts ringing *this* agent (the
   // row the desk marks data-for-you: routed or offered to them; never another agent's call
   // or one already talking), then call_started / call_answered / call_ended /
-  // call_wrapped_up for the agent's own calls. What the page shows when it loads is taken as
+  // call_wrapped_up for the agent's own calls (call_ended once more with each saved wrap-up).
+  // What the page shows when it loads is taken as
   // told already: reloading the frame or logging in replays nothing (a call ringing for the
   // agent then is on the board, marked, without a pop), and the later events of the calls
   // found still follow.
@@ -295,6 +296,13 @@
   var PHONE = /^\+?[0-9][0-9 ()\-./]{1,39}$/;
   function phone(value) { return value && PHONE.test(value) ? value : null; }
   function customer(row) { return phone(row.dataset.direction === "outbound" ? row.dataset.to : row.dataset.from); }
+
+  function ended(row, callId, k) {
+    post("call_ended", { callId: callId, status: row.dataset.outcome || "ended",
+      duration: parseInt(row.dataset.duration, 10) || 0, record: k.record || null,
+      disposition: row.dataset.disposition || null, note: row.dataset.note || null,
+      wrappedUp: row.dataset.wrappedUp || null });
+  }
 
   function seen(row) {
     if (!row.id || row.id.indexOf("call-") !== 0 || !row.dataset.state) return;
@@ -315,13 +323,14 @@
     if (row.dataset.state === "ended") {
       if ((k.popped || k.started) && !k.ended) {
         k.ended = true;
-        post("call_ended", { callId: callId, status: row.dataset.outcome || "ended",
-          duration: parseInt(row.dataset.duration, 10) || 0, record: k.record || null,
-          disposition: row.dataset.disposition || null, note: row.dataset.note || null });
+        ended(row, callId, k);
       }
       var wrapped = row.dataset.wrappedUp;
       if (k.started && wrapped && k.wrapped !== wrapped) {
+        // Saved after the end: call_ended again, now with the disposition and note, so the
+        // latest call_ended of a call is its whole record; then call_wrapped_up.
         k.wrapped = wrapped;
+        ended(row, callId, k);
         post("call_wrapped_up", { callId: callId, disposition: row.dataset.disposition || null,
           note: row.dataset.note || null, record: k.record || null });
       }
@@ -331,7 +340,7 @@
       // It rang for this agent, and a colleague took it: the pop is over.
       k.ended = true;
       post("call_ended", { callId: callId, status: "answered_elsewhere", duration: 0, record: null,
-        disposition: null, note: null });
+        disposition: null, note: null, wrappedUp: null });
       return;
     }
     if (forYou && !k.popped && row.dataset.state !== "talking") {

@@ -30,7 +30,7 @@
       pop.hidden = false;
       pop.textContent = "Incoming call from " + (msg.data.number || "a withheld number") + ": look up the caller here.";
     }
-    if (msg.type === "call_ended") {
+    if (msg.type === "call_ended" && !msg.data.wrappedUp) {  // later ones carry the wrap-up
       pop.hidden = false;
       pop.textContent = "Call " + msg.data.callId + " ended (" + msg.data.status + ", " + msg.data.duration + " s): log it on the record.";
     }
