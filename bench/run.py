@@ -324,6 +324,12 @@ def _fan(r: dict[str, Any]) -> str:
     return f"{share:.1f}%"
 
 
+def _cpu_ms(r: dict[str, Any]) -> str:
+    """Server CPU-ms per accepted delivery (server CPU is in % of one core)."""
+    rate = r.get("rate") or 0.0
+    return f"{r['server_cpu'] / 100 / rate * 1000:.2f}" if rate else "—"
+
+
 def render(out: dict[str, Any]) -> str:
     m = out["machine"]
     lines = [
@@ -368,13 +374,30 @@ def render(out: dict[str, Any]) -> str:
             f"{_fan(r)} | {r.get('fanout', {}).get('resyncs', '—')} | {e2e} | "
             f"{r['server_cpu']:.0f}% | {r['fleet_cpu']:.0f}% | {r['sender_cpu']:.0f}% |"
         )
-    if ceiling:
-        lines += ["", "Share of the ceiling (empty endpoint, "
-                  f"{ceiling:.0f}/s), Placetel mix, accepted/s:", ""]
-        for r in out["ingestion"]:
-            if r["mix"] == "placetel" and r["target"] != CEILING.label:
-                lines.append(f"- {r['target']}, {r['boards']} boards: "
-                             f"{r['rate'] / ceiling * 100:.0f} %")
+    peer = {r["boards"]: r for r in out["ingestion"]
+            if r["target"] == PEER.label and r["mix"] == "placetel"}
+    lines += [
+        "",
+        "### Share of the ceiling, ratio to the peer, CPU per delivery",
+        "",
+        f"share = accepted/s ÷ the empty endpoint's ({ceiling:.0f}/s); × peer = accepted/s ÷ "
+        "the Flask-SocketIO peer's at the same boards (Placetel mix; the peer has no other). "
+        "CPU-ms per delivery = server CPU seconds ÷ accepted deliveries: what one delivery "
+        "costs, fan-out to every board included.",
+        "",
+        "| server | mix | boards | accepted/s | share of ceiling | × peer | "
+        "server CPU-ms per delivery |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in out["ingestion"]:
+        if r["target"] == CEILING.label:
+            continue
+        share = f"{r['rate'] / ceiling * 100:.1f} %" if ceiling else "—"
+        match = peer.get(r["boards"]) if r["mix"] == "placetel" else None
+        ratio = (f"{r['rate'] / match['rate']:.2f}" if match and match["rate"]
+                 and r["target"] != PEER.label else "—")
+        lines.append(f"| {r['target']} | {r['mix']} | {r['boards']} | {r['rate']:.0f} | "
+                     f"{share} | {ratio} | {_cpu_ms(r)} |")
     lines += [
         "",
         f"## 2. Webhook → board latency (steady {out['plan']['rate']:g} deliveries/s, Placetel "
@@ -385,16 +408,21 @@ def render(out: dict[str, Any]) -> str:
         "(board resynced, or frame never came).",
         "",
         "| server | boards | deliveries | errors | webhook p99 ms | latency p50 ms | "
-        "latency p99 ms | latency max ms | missing | resyncs | server CPU | fleet CPU |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "latency p99 ms | latency max ms | missing | resyncs | server CPU | fleet CPU | "
+        "p99 ÷ peer's |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    peer_latency = {r["boards"]: r for r in out["latency"] if r["target"] == PEER.label}
     for r in out["latency"]:
         fan = r["fanout"]
+        other = peer_latency.get(r["boards"])
+        versus = (f"{fan['lat_p99'] / other['fanout']['lat_p99']:.2f}"
+                  if other and r["target"] != PEER.label and other["fanout"]["lat_p99"] else "—")
         lines.append(
             f"| {r['target']} | {r['boards']} | {r['ok']} | {r['errors']} | {_ms(r['p99'])} | "
             f"{_ms(fan['lat_p50'])} | {_ms(fan['lat_p99'])} | {_ms(fan['lat_max'])} | "
             f"{fan['lat_missing']} | {fan['resyncs']} | {r['server_cpu']:.0f}% | "
-            f"{r['fleet_cpu']:.0f}% |"
+            f"{r['fleet_cpu']:.0f}% | {versus} |"
         )
     lines += [
         "",
@@ -403,8 +431,8 @@ def render(out: dict[str, Any]) -> str:
         "every board)",
         "",
         "| boards | worker RSS MiB | KiB per board | webhook p50 ms | webhook p99 ms | errors | "
-        "frames | resyncs | server CPU | fleet CPU | within 100 ms |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "frames | resyncs | server CPU | fleet CPU | CPU-ms per delivery | within 100 ms |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     best = 0
     for r in out["capacity"]:
@@ -414,7 +442,7 @@ def render(out: dict[str, Any]) -> str:
             f"| {r['boards']} | {r['rss'] / 2**20:.0f} | {r['per_board'] / 1024:.0f} | "
             f"{_ms(r['p50'])} | {_ms(r['p99'])} | {r['errors']} | {_fan(r)} | "
             f"{r['fanout']['resyncs']} | {r['server_cpu']:.0f}% | {r['fleet_cpu']:.0f}% | "
-            f"{'yes' if within else 'no'} |"
+            f"{_cpu_ms(r)} | {'yes' if within else 'no'} |"
         )
     lines += ["", f"Most boards one worker held with webhook p99 ≤ 100 ms: **{best}** "
               f"(largest step tried: {out['capacity'][-1]['boards'] if out['capacity'] else 0}; "

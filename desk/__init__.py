@@ -58,6 +58,9 @@ def register_extensions(app: Flask) -> None:
         wrapped = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
         app.wsgi_app = wrapped  # type: ignore[method-assign]  # Flask's documented way
     db.init_app(app, on_commit=hub.publish)
+    from desk.services.group_commit import GroupCommit
+
+    app.extensions["desk_group_commit"] = GroupCommit(db, app.config["DESK_INGEST_BATCH"])
     sock.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)

@@ -203,6 +203,9 @@ def _answer(exc: HTTPException) -> ResponseReturnValue:
         response = error_response(code, exc.description or exc.name, error=exc.name)
         if code == 401 and request.path.startswith("/webhooks/"):
             response.headers["WWW-Authenticate"] = 'Basic realm="Agent Desk webhooks"'
+        retry_after = getattr(exc, "retry_after", None)  # 503 NotStored: send it again
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
         return response
     if request.headers.get("HX-Request"):
         # htmx swaps nothing on an error status; desk.js shows this text in the toast.

@@ -93,6 +93,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     # has not delivered yet (Redis down, a message lost, a peer killed), and how long the
     # numbered changes are kept.
     "DESK_LIVE_CATCHUP_INTERVAL": ("1", "float"),
+    # Group commit (desk.services.group_commit): at most this many webhook deliveries that
+    # arrive together share one transaction (1: each its own).
+    "DESK_INGEST_BATCH": ("64", "int:1"),
     # After-call work: seconds an available agent spends in wrap-up after a call (0: none).
     "DESK_WRAP_UP_SECONDS": ("60", "int:0"),
     "DESK_LIVE_CHANGES_KEEP": ("3600", "int:60"),

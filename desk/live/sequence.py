@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -23,11 +24,14 @@ from desk.models import LiveChange, utcnow
 Numbered = list[tuple[int, Changes]]
 """(seq, changes) pairs in ``seq`` order."""
 
+_INSERT = insert(cast(Table, LiveChange.__table__))  # built once: it runs on every commit
+
+
 def record(session: Session, changes: Changes) -> int:
     """Store ``changes`` in the session's transaction; the number it was given."""
     payload = {kind: sorted(ids) for kind, ids in changes.items() if ids}
     result = session.connection().execute(
-        insert(LiveChange).values(changes=payload, committed_at=utcnow())
+        _INSERT, {"changes": payload, "committed_at": utcnow()}
     )
     seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if seq is None:  # every dialect the desk supports reports it; never guess a number

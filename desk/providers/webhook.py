@@ -13,8 +13,9 @@ credentials, not cookies) and composes the three steps:
   surfaces, so a refused delivery is still kept;
 * ``json_body(label)``: the body as JSON, for a ``parse`` step, refusing what
   ``desk.errors.checked_json`` refuses (nesting deeper than 64, NUL, NaN) with a reason;
-* ``apply(provider, parsed, ...)``: the state machine ingests it in one transaction, and the
-  view answers (the provider's instruction, or ``{"status", "calls"}``).
+* ``apply(provider, parsed, ...)``: the state machine ingests it in one transaction (shared
+  with the deliveries that arrived with it: ``desk.services.group_commit``), and the view
+  answers after the commit (the provider's instruction, or ``{"status", "calls"}``).
 
 Errors are answered as JSON by ``desk.errors`` for every path under ``/webhooks/``. The
 event log keeps the body as it came: bytes that are not UTF-8 as ``\\xNN`` escapes, NUL as
@@ -27,7 +28,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from desk.domain.events import BadPayload, Parsed
 from desk.errors import NUL_MESSAGE, InputProblem, checked_json, nul_in_request
 from desk.extensions import db
 from desk.services import ingest
+from desk.services.group_commit import GroupCommit
 
 T = TypeVar("T")
 
@@ -135,10 +137,10 @@ def apply(
 ) -> ResponseReturnValue:
     """Ingest the delivery; answer with ``answer(session, result)`` or the ingest status.
     Times the ingest and tells ``desk.metrics`` how it went (it counts every answer)."""
+    grouped: GroupCommit = current_app.extensions["desk_group_commit"]
     with db.new_session() as session:
         with metrics.ingest_timer(provider):
-            result = ingest.ingest(session, provider, parsed, raw_body(), request.content_type,
-                                   fold=fold)
+            result = grouped.ingest(provider, parsed, raw_body(), request.content_type, fold)
         metrics.webhook_ingested(result.status)
         if answer is not None:
             return answer(session, result)

@@ -12,6 +12,12 @@ tested with Hypothesis:
 
 Changed call ids are marked on the session and published to boards only after the commit.
 
+The hot path is a handful of SQLAlchemy Core statements, no ORM unit of work: insert the
+delivery unless its dedupe key is taken (``ON CONFLICT DO NOTHING … RETURNING``), then per
+event one locked read of the call's columns and one INSERT or UPDATE of what ``merge``
+changed, and one UPDATE naming the delivery's call. Provider folds (``Fold``) still get an
+ORM session in the same transaction, for what only some deliveries carry.
+
 The log keeps whatever came, also what no parser understood: text fields pass through
 ``storable`` (NUL written as ``\\x00``, which PostgreSQL could not store) and are cut to
 their columns' sizes, so recording a rejected delivery cannot itself fail.
@@ -20,13 +26,25 @@ their columns' sizes, so recording a rejected delivery cannot itself fail.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, cast
 
 from flask import current_app, has_app_context
-from sqlalchemy import func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from desk.db import end_reads
 from desk.domain.events import CallEvent, Parsed
@@ -45,12 +63,7 @@ class IngestResult:
     call_ids: tuple[int, ...]
 
 
-def find_agent(session: Session, answered_by: str | None) -> User | None:
-    """The agent a provider's answering party names: SIP peer (any case, with or without a
-    ``sip:`` prefix), the peer's user part alone (mediaservice sends ``agent101`` for
-    ``agent101@pbx``), Stringee user id or extension."""
-    if not answered_by:
-        return None
+def _agent_match(answered_by: str) -> ColumnElement[bool]:
     value = answered_by.strip()
     peer = value.lower().removeprefix("sips:").removeprefix("sip:")
     matches = [
@@ -60,26 +73,113 @@ def find_agent(session: Session, answered_by: str | None) -> User | None:
     ]
     if "@" not in peer:
         matches.append(func.lower(User.sip_peer).like(escape_like(peer) + "@%", escape=LIKE_ESCAPE))
+    return or_(*matches)
+
+
+def find_agent(session: Session, answered_by: str | None) -> User | None:
+    """The agent a provider's answering party names: SIP peer (any case, with or without a
+    ``sip:`` prefix), the peer's user part alone (mediaservice sends ``agent101`` for
+    ``agent101@pbx``), Stringee user id or extension."""
+    if not answered_by:
+        return None
     return session.scalars(
-        select(User)
-        .where(or_(*matches))
-        .order_by(User.id)
-        .limit(1)
+        select(User).where(_agent_match(answered_by)).order_by(User.id).limit(1)
     ).first()
 
 
-def _call_for(session: Session, event: CallEvent) -> Call:
-    call = session.scalars(
-        select(Call)
-        .where(Call.provider == event.provider, Call.provider_call_id == event.provider_call_id)
-        .options(lazyload(Call.agent))  # PostgreSQL can't lock the nullable side of a join
-        .with_for_update(of=Call)
+def find_agent_id(session: Session, answered_by: str | None) -> int | None:
+    """``find_agent``'s user id, read without loading the user."""
+    if not answered_by:
+        return None
+    found = session.execute(
+        select(User.id).where(_agent_match(answered_by)).order_by(User.id).limit(1)
+    ).scalar()
+    return int(found) if found is not None else None
+
+
+@dataclass
+class CallState:
+    """The columns of a call that ingestion reads and ``merge`` writes (``CallRow``)."""
+
+    id: int | None
+    state: str
+    started_at: datetime
+    direction: str
+    from_number: str | None
+    to_number: str | None
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    answered_by: str | None
+    ended_at: datetime | None
+    end_cause: str | None
+    duration: int | None
+    version: int
+    agent_id: int | None
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(CallState) if f.name != "id")
+_CALLS = cast(Table, Call.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+
+# The hot path's statements, built once: building and hashing a statement per delivery cost
+# as much as running it. Values come as parameters; an INSERT or UPDATE writes the columns
+# its parameters name.
+_SELECT_CALL = (
+    select(_CALLS.c.id, *(_CALLS.c[name] for name in _STATE_FIELDS))
+    .where(_CALLS.c.provider == bindparam("b_provider"),
+           _CALLS.c.provider_call_id == bindparam("b_ref"))
+    .with_for_update()
+)
+_SELECT_CALL_ID = select(_CALLS.c.id).where(_CALLS.c.provider == bindparam("b_provider"),
+                                            _CALLS.c.provider_call_id == bindparam("b_ref"))
+_INSERT_CALL = insert(_CALLS).returning(_CALLS.c.id)
+_UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("b_id"))
+_INSERT_DELIVERY = insert(_DELIVERIES)
+_FILE_DELIVERY = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+                  .values(call_id=bindparam("b_call")))
+_INSERT_DELIVERY_UNLESS_TAKEN = {
+    module.__name__.rsplit(".", 1)[-1]: module.insert(_DELIVERIES).on_conflict_do_nothing()
+    .returning(_DELIVERIES.c.id)
+    for module in (postgresql, sqlite)
+}
+
+
+def _load_call(conn: Connection, event: CallEvent) -> CallState:
+    """The call's columns, locked (PostgreSQL) until the commit; a blank state for a call
+    not seen yet (``merge`` decides it from the event, as for any other event)."""
+    row = conn.execute(
+        _SELECT_CALL, {"b_provider": event.provider, "b_ref": event.provider_call_id}
     ).first()
-    if call is None:
-        # No state yet: ``merge`` decides it from the event, as for any other event.
-        call = Call(provider=event.provider, provider_call_id=event.provider_call_id, version=0)
-        session.add(call)
-    return call
+    if row is None:
+        blank: dict[str, Any] = dict.fromkeys(_STATE_FIELDS)
+        return CallState(id=None, **{**blank, "version": 0})
+    return CallState(*row)
+
+
+def _store_call(conn: Connection, event: CallEvent, before: dict[str, Any],
+                call: CallState) -> int:
+    """Write what changed: an INSERT for a new call (a concurrent creator makes it fail
+    with IntegrityError, and ``ingest`` starts over), else one UPDATE; the call's id."""
+    now = utcnow()
+    if call.id is None:
+        values = {name: getattr(call, name) for name in _STATE_FIELDS}
+        new_id = conn.execute(_INSERT_CALL, {
+            "provider": event.provider, "provider_call_id": event.provider_call_id,
+            "provider_facts": {}, "updated_at": now, **values,
+        }).scalar_one()
+        return int(new_id)
+    changed = {name: getattr(call, name) for name in _STATE_FIELDS
+               if getattr(call, name) != before[name]}
+    conn.execute(_UPDATE_CALL, {"b_id": call.id, "updated_at": now, **changed})
+    return call.id
+
+
+def _insert_unless_taken(conn: Connection, values: Mapping[str, Any]) -> int | None:
+    """Insert a delivery unless its ``applied_key`` is taken; its id, or None when taken."""
+    statement = _INSERT_DELIVERY_UNLESS_TAKEN[
+        "postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    found = conn.execute(statement, dict(values)).scalar()
+    return int(found) if found is not None else None
 
 
 def _config() -> Mapping[str, Any]:
@@ -99,25 +199,35 @@ def _fit(text: object, size: int) -> str | None:
 
 
 def _log(
-    provider: str, parsed: Parsed | None, payload: str, content_type: str | None, **fields: object
-) -> Delivery:
-    kind = parsed.kind if parsed else fields.pop("kind", None)
-    call_ref = parsed.provider_call_id if parsed else fields.pop("call_ref", None)
-    if isinstance(fields.get("error"), str):
-        fields["error"] = storable(str(fields["error"]))
-    return Delivery(
-        provider=provider,
-        kind=_fit(kind, 64),
-        provider_call_id=_fit(call_ref, 255),
-        dedupe_key=parsed.dedupe_key if parsed else None,
-        content_type=_fit(content_type, 255),
-        payload=storable(payload),
-        received_at=utcnow(),
-        **fields,
-    )
+    provider: str, parsed: Parsed | None, payload: str, content_type: str | None, **extra: object
+) -> dict[str, Any]:
+    """A delivery's row for the event log, as column values."""
+    kind = parsed.kind if parsed else extra.pop("kind", None)
+    call_ref = parsed.provider_call_id if parsed else extra.pop("call_ref", None)
+    if isinstance(extra.get("error"), str):
+        extra["error"] = storable(str(extra["error"]))
+    return {
+        "provider": provider,
+        "kind": _fit(kind, 64),
+        "provider_call_id": _fit(call_ref, 255),
+        "dedupe_key": parsed.dedupe_key if parsed else None,
+        "content_type": _fit(content_type, 255),
+        "payload": storable(payload),
+        "received_at": utcnow(),
+        **extra,
+    }
 
 
-Fold = Callable[[Session, Delivery], None]
+@dataclass
+class Logged:
+    """The delivery being applied, as a fold sees it: its id in the event log, and the call
+    it is filed under (a fold may set ``call_id``; it is stored before the commit)."""
+
+    id: int
+    call_id: int | None
+
+
+Fold = Callable[[Session, Logged], None]
 """Provider-specific work done inside the same transaction after the events are applied
 (e.g. keeping mediaservice's replyId on the call). Not called for duplicates."""
 
@@ -144,43 +254,50 @@ def _ingest_once(
     fold: Fold | None,
 ) -> IngestResult:
     with session.begin():
-        delivery = _log(
-            provider, parsed, payload, content_type,
-            status="applied", applied_key=f"{provider}:{parsed.dedupe_key}",
-        )
-        try:
-            with session.begin_nested():
-                session.add(delivery)
-        except IntegrityError:
-            existing = session.scalars(
-                select(Call.id).where(
-                    Call.provider == provider, Call.provider_call_id == parsed.provider_call_id
-                )
-            ).first()
-            session.add(
-                _log(provider, parsed, payload, content_type, status="duplicate", call_id=existing)
-            )
-            return IngestResult("duplicate", (existing,) if existing else ())
+        return apply_in(session, provider, parsed, payload, content_type, fold)
 
-        touched: list[Call] = []
-        for event in parsed.events:
-            call = _call_for(session, event)
-            was_live = call.state != "ended"
-            merge(call, event)
-            if call.agent_id is None and call.answered_by:
-                call.agent = find_agent(session, call.answered_by)
-            session.flush()
-            if was_live and call.state == "ended":
-                start_wrap_up(session, call, _config())
-            mark_changed(session, CALLS, call.id)
-            if call.agent_id:  # the agent's tile shows its current call
-                mark_changed(session, AGENTS, call.agent_id)
-            touched.append(call)
-        if touched:
-            delivery.call_id = touched[0].id
-        if fold is not None:
-            fold(session, delivery)
-        return IngestResult("applied", tuple(c.id for c in touched))
+
+def apply_in(
+    session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
+    fold: Fold | None = None,
+) -> IngestResult:
+    """Log the delivery and apply its events in the session's open transaction; the caller
+    commits (``ingest``, or ``desk.services.group_commit`` for a batch of deliveries)."""
+    conn = session.connection()  # Core, on the session's transaction
+    delivery_id = _insert_unless_taken(conn, _log(
+        provider, parsed, payload, content_type,
+        status="applied", applied_key=f"{provider}:{parsed.dedupe_key}",
+    ))
+    if delivery_id is None:
+        existing = conn.execute(_SELECT_CALL_ID, {
+            "b_provider": provider, "b_ref": parsed.provider_call_id}).scalar()
+        conn.execute(_INSERT_DELIVERY, _log(provider, parsed, payload, content_type,
+                                            status="duplicate", call_id=existing))
+        return IngestResult("duplicate", (existing,) if existing else ())
+
+    touched: list[int] = []
+    config = _config()
+    for event in parsed.events:
+        call = _load_call(conn, event)
+        before = {name: getattr(call, name) for name in _STATE_FIELDS}
+        was_live = call.state != "ended"
+        merge(call, event)
+        if call.agent_id is None and call.answered_by:
+            call.agent_id = find_agent_id(session, call.answered_by)
+        call.id = _store_call(conn, event, before, call)
+        if was_live and call.state == "ended":
+            start_wrap_up(session, call, config)
+        mark_changed(session, CALLS, call.id)
+        if call.agent_id:  # the agent's tile shows its current call
+            mark_changed(session, AGENTS, call.agent_id)
+        touched.append(call.id)
+    logged = Logged(delivery_id, touched[0] if touched else None)
+    if fold is not None:
+        fold(session, logged)
+        session.flush()
+    if logged.call_id is not None:
+        conn.execute(_FILE_DELIVERY, {"b_id": delivery_id, "b_call": logged.call_id})
+    return IngestResult("applied", tuple(touched))
 
 
 def record_rejected(
@@ -194,13 +311,11 @@ def record_rejected(
 ) -> None:
     """Keep a delivery we could not understand, with the reason, for diagnosis."""
     with session.begin():
-        session.add(
-            _log(
-                provider, None, payload, content_type,
-                status="rejected", error=error,
-                kind=kind or None, call_ref=call_ref or None,  # _log escapes and cuts them
-            )
-        )
+        session.connection().execute(_INSERT_DELIVERY, _log(
+            provider, None, payload, content_type,
+            status="rejected", error=error,
+            kind=kind or None, call_ref=call_ref or None,  # _log escapes and cuts them
+        ))
 
 
 def start_outbound(
@@ -246,16 +361,20 @@ def attribute_to(agent_ref: str) -> Fold:
     extension, a Stringee user id): for a call the agent places, which is theirs from its
     first event, while the state machine takes "answered_by" only from an answer or the end."""
 
-    def fold(session: Session, delivery: Delivery) -> None:
-        call = session.get(Call, delivery.call_id) if delivery.call_id else None
-        if call is None:
+    def fold(session: Session, delivery: Logged) -> None:
+        if delivery.call_id is None:
             return
-        call.answered_by = call.answered_by or agent_ref
-        if call.agent_id is None:
-            agent = find_agent(session, agent_ref)
-            if agent is not None:
-                call.agent = agent
-                mark_changed(session, AGENTS, agent.id)
-        session.flush()
+        agent_id = find_agent_id(session, agent_ref)
+        values: dict[str, Any] = {
+            "answered_by": func.coalesce(_CALLS.c.answered_by, agent_ref),
+        }
+        if agent_id is not None:
+            values["agent_id"] = func.coalesce(_CALLS.c.agent_id, agent_id)
+        changed = session.execute(
+            update(_CALLS).where(_CALLS.c.id == delivery.call_id).values(**values)
+            .returning(_CALLS.c.agent_id)
+        ).scalar()
+        if changed is not None:
+            mark_changed(session, AGENTS, int(changed))
 
     return fold

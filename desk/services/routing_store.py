@@ -354,24 +354,34 @@ def rules_to_document(rules: Rules) -> dict[str, Any]:
 # --- database ----------------------------------------------------------------------------
 
 
-def _config_row(session: SessionLike) -> RoutingConfig | None:
-    return session.scalars(select(RoutingConfig).order_by(RoutingConfig.id).limit(1)).first()
+_CONFIG = (select(RoutingConfig.id, RoutingConfig.enabled, RoutingConfig.rules,
+                  RoutingConfig.updated_at)
+           .order_by(RoutingConfig.id).limit(1))
+# The document last read, parsed: every incoming call asks, the document rarely changes.
+_parsed: dict[tuple[int, object], Rules] = {}
 
 
 def load_rules(session: SessionLike) -> Rules:
     """The rules in force: the stored document, or the defaults when there is none.
 
     A stored document that no longer validates (edited by hand in the database) is logged
-    and replaced by the defaults: calls keep being routed rather than failing.
+    and replaced by the defaults: calls keep being routed rather than failing. The parsed
+    rules are kept until the row's ``updated_at`` changes.
     """
-    row = _config_row(session)
+    row = session.connection().execute(_CONFIG).first()
     if row is None or not row.enabled:
         return Rules()
+    key = (row.id, row.updated_at)
+    if key in _parsed:
+        return _parsed[key]
     try:
-        return rules_from_document(row.rules or {})
+        rules = rules_from_document(row.rules or {})
     except ValueError as exc:
         log.error("routing_config row %s is invalid (%s); routing with the defaults", row.id, exc)
         return Rules()
+    _parsed.clear()
+    _parsed[key] = rules
+    return rules
 
 
 def save_rules(session: SessionLike, rules: Rules, user_id: int | None) -> None:
@@ -391,16 +401,18 @@ def save_rules(session: SessionLike, rules: Rules, user_id: int | None) -> None:
         session.add(RoutingConfig(**values))
 
 
+_BUSY = (select(Call.agent_id, func.count())
+         .where(Call.state.in_(LIVE_STATES), Call.agent_id.is_not(None))
+         .group_by(Call.agent_id))
+_AGENTS = (select(User.id, User.name, User.presence, User.presence_until, User.sip_peer,
+                  User.stringee_user_id)
+           .where(User.role == "agent").order_by(User.id))
+
+
 def routing_agents(session: SessionLike) -> list[Agent]:
     """Every agent as the policy sees it now: presence, addresses and live calls in hand."""
-    busy = dict(
-        session.execute(
-            select(Call.agent_id, func.count())
-            .where(Call.state.in_(LIVE_STATES), Call.agent_id.is_not(None))
-            .group_by(Call.agent_id)
-        ).all()
-    )
-    users = session.scalars(select(User).where(User.role == "agent").order_by(User.id))
+    conn = session.connection()
+    busy: dict[int, int] = {a: n for a, n in conn.execute(_BUSY) if a is not None}
     return [
         Agent(
             id=user.id,
@@ -411,7 +423,7 @@ def routing_agents(session: SessionLike) -> list[Agent]:
             stringee_user_id=user.stringee_user_id,
             active_calls=busy.get(user.id, 0),
         )
-        for user in users
+        for user in conn.execute(_AGENTS)
     ]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, scoped_session
@@ -160,7 +160,14 @@ def save_wrap_up(session: Session, user: User, call_id: int, raw_disposition: An
 
 
 # -- the wrap-up presence ----------------------------------------------------------------
-def start_wrap_up(session: Session, call: Call, config: Mapping[str, Any]) -> None:
+class EndedCall(Protocol):
+    """What ``start_wrap_up`` reads of a call (``Call`` and ingest's ``CallState`` have it)."""
+
+    agent_id: int | None
+    answered_at: datetime | None
+
+
+def start_wrap_up(session: Session, call: EndedCall, config: Mapping[str, Any]) -> None:
     """In the transaction that ended ``call``: its agent, if available, wraps up for
     ``DESK_WRAP_UP_SECONDS`` (0: never). Only for calls the agent talked on."""
     seconds = int(config.get("DESK_WRAP_UP_SECONDS", 0) or 0)
@@ -203,7 +210,16 @@ def expire_wrap_ups(session: SessionLike, now: datetime | None = None) -> list[i
     return ended
 
 
-def effective_presence(user: User, now: datetime | None = None) -> str:
+class HasPresence(Protocol):
+    """What ``effective_presence`` reads: a ``User``, or a row with those columns."""
+
+    @property
+    def presence(self) -> str: ...
+    @property
+    def presence_until(self) -> datetime | None: ...
+
+
+def effective_presence(user: HasPresence, now: datetime | None = None) -> str:
     """The presence routing should go by: a timed wrap-up that is over counts as available
     even before the sweep has put it back."""
     if (user.presence == WRAP_UP and user.presence_until is not None

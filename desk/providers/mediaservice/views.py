@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 
 from desk.extensions import current_app_object, db
 from desk.live.changes import ALERTS, CALLS, mark_changed
-from desk.models import Alert, Call, Delivery, utcnow
+from desk.models import Alert, Call, utcnow
 from desk.providers.mediaservice import parse as ms
 from desk.providers.mediaservice import routing
 from desk.providers.mediaservice.answers import (
@@ -187,7 +187,7 @@ def _fold(parsed: ms.MediaserviceParsed) -> ingest.Fold:
     facts: dict[str, Any] = dict(parsed.facts)
     _site_base_url(facts)
 
-    def fold(session: Session, delivery: Delivery) -> None:
+    def fold(session: Session, delivery: ingest.Logged) -> None:
         if parsed.callback == ms.ALARM:
             session.add(Alert(provider=ms.PROVIDER, kind=facts.get("alarm_type", "alarm"),
                               message=facts.get("alarm_text", "alarm"),

@@ -38,7 +38,7 @@ import logging
 
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from desk.domain.events import BadPayload, Parsed
@@ -47,7 +47,7 @@ from desk.models import Call, utcnow
 from desk.providers.placetel import parse as placetel
 from desk.providers.placetel.route import CONTENT_TYPE, render_route
 from desk.providers.webhook import apply, blueprint, parse_or_reject, require
-from desk.services.ingest import attribute_to
+from desk.services.ingest import IngestResult, Logged, attribute_to
 from desk.services.routing_store import decide_for_call, record_offer
 
 bp = blueprint("placetel")
@@ -106,40 +106,64 @@ def _unauthorised_message() -> str:
     return "Wrong or missing credentials: " + "; and ".join(wanted) + "."
 
 
-def _route(session: Session, parsed: Parsed, call_ids: tuple[int, ...]) -> Response:
-    """The Call Control XML for an IncomingCall: the stored answer for a retry, else decided
-    now and stored on the call (``provider_facts["route"]``)."""
-    event = parsed.events[0]
-    try:
-        call = session.get(Call, call_ids[0]) if call_ids else None
-        stored = (call.provider_facts or {}).get("route") if call is not None else None
-        if isinstance(stored, dict) and isinstance(stored.get("xml"), str):
-            return Response(stored["xml"].encode(), content_type=CONTENT_TYPE)
-        # Placetel renders prompts, groups and routing plans itself: the full decision.
-        decision = decide_for_call(session, event.from_number, event.to_number, "sip_peer",
-                                   portable=False)
-        body = render_route(decision)
-    except Exception:
-        session.rollback()
-        log.exception("Placetel call %s: routing failed; answering voicemail",
-                      parsed.provider_call_id)
-        return Response(render_route(FALLBACK_ROUTE), content_type=CONTENT_TYPE)
-    if call is not None:
+def _stored_route(session: Session, call_ids: tuple[int, ...]) -> bytes | None:
+    """The routing answer kept on the call (a retried IncomingCall gets the same)."""
+    call = session.get(Call, call_ids[0]) if call_ids else None
+    stored = (call.provider_facts or {}).get("route") if call is not None else None
+    if isinstance(stored, dict) and isinstance(stored.get("xml"), str):
+        return stored["xml"].encode()
+    return None
+
+
+class _Router:
+    """The routing answer for an IncomingCall, decided and kept on the call inside the
+    delivery's own transaction (a fold): one commit for the call and its answer."""
+
+    def __init__(self, parsed: Parsed) -> None:
+        self.parsed = parsed
+        self.body: bytes | None = None
+
+    def fold(self, session: Session, delivery: Logged) -> None:
+        if delivery.call_id is None:
+            return
+        event = self.parsed.events[0]
         try:
-            session.commit()  # end the reads, so the write below waits for SQLite's lock
-            route = {"xml": body.decode(), "action": decision.action, "reason": decision.reason}
-            session.execute(
-                update(Call).where(Call.id == call.id)
-                .values(provider_facts={**(call.provider_facts or {}), "route": route})
-                .execution_options(synchronize_session=False)
-            )
-            record_offer(session, call.id, decision.offered_to)
-            session.commit()
-        except Exception:  # the answer stands; only a retry would be decided afresh
-            session.rollback()
-            log.exception("Placetel call %s: could not keep the routing answer",
-                          parsed.provider_call_id)
-    return Response(body, content_type=CONTENT_TYPE)
+            with session.begin_nested():  # a failed read must not doom the delivery
+                # Placetel renders prompts, groups and routing plans itself: the full decision.
+                decision = decide_for_call(session, event.from_number, event.to_number,
+                                           "sip_peer", portable=False)
+        except Exception:
+            log.exception("Placetel call %s: routing failed; answering voicemail",
+                          self.parsed.provider_call_id)
+            self.body = render_route(FALLBACK_ROUTE)
+            return
+        self.body = render_route(decision)
+        route = {"xml": self.body.decode(), "action": decision.action,
+                 "reason": decision.reason}
+        facts = session.execute(
+            select(Call.provider_facts).where(Call.id == delivery.call_id)
+        ).scalar()
+        session.execute(
+            update(Call).where(Call.id == delivery.call_id)
+            .values(provider_facts={**(facts or {}), "route": route})
+            .execution_options(synchronize_session=False)
+        )
+        record_offer(session, delivery.call_id, decision.offered_to)
+
+    def answer(self, session: Session, result: IngestResult) -> Response:
+        body = self.body if self.body is not None else _stored_route(session, result.call_ids)
+        if body is None:  # a retry of a delivery whose answer was never kept: decide now
+            try:
+                event = self.parsed.events[0]
+                body = render_route(decide_for_call(session, event.from_number,
+                                                    event.to_number, "sip_peer",
+                                                    portable=False))
+            except Exception:
+                session.rollback()
+                log.exception("Placetel call %s: routing failed; answering voicemail",
+                              self.parsed.provider_call_id)
+                body = render_route(FALLBACK_ROUTE)
+        return Response(body, content_type=CONTENT_TYPE)
 
 
 @bp.post("")
@@ -160,8 +184,8 @@ def placetel_notify() -> ResponseReturnValue:
         call_ref=lambda: (request.form.get("call_id") or None) if request.form else None,
     )
     if parsed.kind == "IncomingCall":
-        return apply(placetel.PROVIDER, parsed,
-                     answer=lambda session, result: _route(session, parsed, result.call_ids))
+        router = _Router(parsed)
+        return apply(placetel.PROVIDER, parsed, fold=router.fold, answer=router.answer)
     peer = placetel.calling_peer(parsed)
     return apply(placetel.PROVIDER, parsed,
                  fold=attribute_to(peer) if peer else None)

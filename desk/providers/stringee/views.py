@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from desk.db import end_reads
 from desk.domain.events import BadPayload, Parsed
 from desk.extensions import db
-from desk.models import Delivery, utcnow
+from desk.models import utcnow
 from desk.providers.stringee import parse as stringee
 from desk.providers.stringee.answers import (
     scco_for_agent_call,
@@ -145,7 +145,7 @@ def _record_number_call(parsed: Parsed, payload: str, offered: tuple[int, ...]) 
     """Put the inbound call on the boards, offered to the agents the answer rings (a
     repeated request for the same call replaces the offer); never fails the answer."""
 
-    def offer(session: Session, delivery: Delivery) -> None:
+    def offer(session: Session, delivery: ingest.Logged) -> None:
         if delivery.call_id:
             record_offer(session, delivery.call_id, offered)
 

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from desk.domain.events import Parsed
 from desk.domain.state import merge
 from desk.live.changes import CALLS, mark_changed
-from desk.models import Call, Delivery
+from desk.models import Call
 from desk.providers.teleforge.parse import Notification
-from desk.services.ingest import Fold
+from desk.services.ingest import Fold, Logged
 
 
 def fold_for(parsed: Parsed) -> Fold | None:
@@ -34,7 +34,7 @@ def fold_for(parsed: Parsed) -> Fold | None:
     if not isinstance(parsed, Notification) or not (parsed.facts or parsed.call_time):
         return None
 
-    def fold(session: Session, delivery: Delivery) -> None:
+    def fold(session: Session, delivery: Logged) -> None:
         call = session.get(Call, delivery.call_id) if delivery.call_id else None
         if call is None:
             return

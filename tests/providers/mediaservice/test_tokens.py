@@ -164,7 +164,7 @@ def test_a_token_whose_callback_failed_may_be_sent_again(
             db.session.commit()
         client = app.test_client()
         bearer = token(provider_keys[0])
-        assert post(client, bearer, "s-retry").status_code == 500
+        assert post(client, bearer, "s-retry").status_code == 503  # not stored: send again
         with app.app_context():
             db.session.execute(text("DROP TRIGGER refuse"))
             db.session.commit()
