@@ -51,11 +51,29 @@ def summarise(collapsed: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def _login(base: str, name: str) -> str:
+    """A board's session cookie for ``name``."""
+    import re
+
+    import requests
+
+    session = requests.Session()
+    page = session.get(base + "/login", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token, "no CSRF token on the login page"
+    session.post(base + "/login", timeout=10, data={
+        "name": name, "password": PASSWORD, "csrf_token": token.group(1)})
+    return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--boards", type=int, default=0, help="open boards (1 supervisor in 10)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="a steady rate instead of 16 closed-loop callers")
     args = parser.parse_args()
     spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if not spy:
@@ -71,21 +89,37 @@ def main() -> None:
 
     prepare(env, PASSWORD)
     server = Server("app:app", env, workers=1)
+    fleet = None
     try:
         (worker,) = server.worker_pids()
+        if args.boards:
+            from bench.fleet import FleetHandle
+
+            cookies = [_login(server.url, name) for name in ("ann", "bob", "sue")]
+            fleet = FleetHandle("desk", server.url,
+                                [cookies[2]] + [cookies[i % 2] for i in range(9)])
+            print("boards:", fleet.grow_to(args.boards))
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "profile.txt"
             spy_proc = subprocess.Popen(
                 [spy, "record", "--pid", str(worker), "--rate", "200", "--format", "raw",
                  "--duration", str(int(args.seconds)), "--output", str(out), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            stats = asyncio.run(traffic.closed_loop(server.url, traffic.PlacetelMix(),
-                                                    "prof", 16, args.seconds))
+            mix = traffic.PlacetelMix()
+            stats = asyncio.run(
+                traffic.closed_loop(server.url, mix, "prof", 16, args.seconds)
+                if args.rate is None
+                else traffic.open_loop(server.url, mix, "prof", args.rate, args.seconds))
             spy_proc.wait(timeout=60)
             rate = len(stats.ok) / (stats.finished - stats.started)
-            print(f"{args.db}: {rate:.0f} accepted/s over {args.seconds:.0f} s")
+            lat = sorted(r.seconds for r in stats.ok)
+            print(f"{args.db}, {args.boards} boards: {rate:.0f} accepted/s over "
+                  f"{args.seconds:.0f} s" + (f", webhook p50 {lat[len(lat) // 2] * 1000:.1f} ms"
+                                             if lat else ""))
             print(summarise(out, args.top))
     finally:
+        if fleet is not None:
+            fleet.stop()
         server.stop()
         db.drop()
 

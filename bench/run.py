@@ -380,12 +380,12 @@ def render(out: dict[str, Any]) -> str:
         "",
         "### Share of the ceiling, ratio to the peer, CPU per delivery",
         "",
-        f"share = accepted/s ÷ the empty endpoint's ({ceiling:.0f}/s); × peer = accepted/s ÷ "
+        f"share = accepted/s ÷ the empty endpoint's ({ceiling:.0f}/s); vs peer = accepted/s ÷ "
         "the Flask-SocketIO peer's at the same boards (Placetel mix; the peer has no other). "
         "CPU-ms per delivery = server CPU seconds ÷ accepted deliveries: what one delivery "
         "costs, fan-out to every board included.",
         "",
-        "| server | mix | boards | accepted/s | share of ceiling | × peer | "
+        "| server | mix | boards | accepted/s | share of ceiling | vs peer | "
         "server CPU-ms per delivery |",
         "|---|---|--:|--:|--:|--:|--:|",
     ]
