@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run tour test lint lock bench bench-quick serve assets deps deps-test browser clean help
+.PHONY: run tour test lint lock bench bench-quick serve assets deps deps-test browser sip-server clean help
 
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
@@ -51,6 +51,8 @@ static/vendor/.stamp: package.json package-lock.json
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-ws/dist/ws.js static/vendor/
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css static/vendor/
 	cp node_modules/@hubspot/calling-extensions-sdk/dist/main.js static/vendor/hubspot-calling-extensions.js
+	rm -rf static/vendor/sip.js && mkdir -p static/vendor/sip.js
+	cd node_modules/sip.js/lib && find . -name '*.js' -exec cp --parents {} ../../../static/vendor/sip.js/ \;
 	@touch $@
 
 assets: static/vendor/.stamp
@@ -61,6 +63,16 @@ browser:
 		echo "Installing Debian's chromium for the browser tests..."; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# The softphone tests (tests/test_softphone_browser.py) run a private kamailio as SIP server.
+sip-server:
+	@{ command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ]; } && \
+	ls /usr/lib/*/kamailio/modules/websocket.so /usr/lib*/kamailio/modules/websocket.so \
+		2>/dev/null | grep -q . || { \
+		echo "Installing Debian's kamailio (+ websocket modules) for the softphone tests..."; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			kamailio kamailio-websocket-modules >/dev/null; }
 
 run: deps assets
 	@PORT=$(PORT) HOST=$(HOST) BIN=$(BIN) scripts/run
@@ -80,7 +92,7 @@ lint: deps-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: deps-test assets browser lint
+test: deps-test assets browser sip-server lint
 	$(BIN)/python -m pytest
 
 # Full run about 12 minutes on 2 cores; `make bench ARGS=--quick` (or `make bench-quick`)

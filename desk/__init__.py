@@ -95,8 +95,10 @@ def register_blueprints(app: Flask) -> None:
     from desk.providers import register_webhooks
     from desk.web import bp as board_bp
     from desk.web.formatting import register_filters
+    from desk.web.softphone import bp as softphone_bp
 
     app.register_blueprint(board_bp)
+    app.register_blueprint(softphone_bp)
     app.register_blueprint(api_bp)
     register_webhooks(app)
     register_errors(app)

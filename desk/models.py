@@ -84,6 +84,11 @@ class User(UserMixin, Base):
     # Bumped by logout and a password change: a session cookie carries the version it was
     # issued with, so every older session of this user stops working at once.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Where the agent's calls ring (desk.web.softphone): "desk" (their SIP phone) or
+    # "browser" (the desk's softphone), and the SIP password they let the desk keep,
+    # encrypted with DESK_SIP_SECRET_KEY (never shown, never logged).
+    phone: Mapped[str] = mapped_column(String(16), default="desk", server_default="desk")
+    sip_password_encrypted: Mapped[str | None] = mapped_column(Text)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

@@ -102,6 +102,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     # Listen-in (desk.services.listen): whether the agent's own row says a supervisor is
     # listening to the call (supervisors always see it).
     "DESK_LISTEN_IN_SHOWN_TO_AGENT": ("0", "str"),
+    # The browser softphone (desk.web.softphone): Teleforge's SIP websocket, its SIP domain
+    # (empty: the websocket's host) and the key that encrypts the SIP passwords agents let
+    # the desk keep (empty: agents type theirs each time).
+    "DESK_TELEFORGE_SIP_WS_URL": ("", "str"),
+    "DESK_TELEFORGE_SIP_DOMAIN": ("", "str"),
+    "DESK_SIP_SECRET_KEY": ("", "str"),
 }
 
 
@@ -177,6 +183,43 @@ def _rate(name: str, raw: Any) -> str:
             f"not {raw!r}"
         )
     return value
+
+
+def _softphone_settings(config: dict[str, Any]) -> None:
+    """The softphone's websocket must be a ws:// or wss:// address (it is named in the pages'
+    connect-src), its domain a host name, its key a Fernet key; the domain defaults to the
+    websocket's host."""
+    from urllib.parse import urlsplit
+
+    url = config["DESK_TELEFORGE_SIP_WS_URL"]
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not re.fullmatch(
+            r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", parts.netloc or ""
+        ):
+            raise SettingsError(
+                "DESK_TELEFORGE_SIP_WS_URL takes Teleforge's SIP websocket, like "
+                f"wss://pbx.example.com:8089/ws (ws:// or wss://, a host, a port), not {url!r}"
+            )
+        if not config["DESK_TELEFORGE_SIP_DOMAIN"]:
+            config["DESK_TELEFORGE_SIP_DOMAIN"] = parts.hostname or ""
+    domain = config["DESK_TELEFORGE_SIP_DOMAIN"]
+    if domain and not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", domain):
+        raise SettingsError(
+            f"DESK_TELEFORGE_SIP_DOMAIN takes a host name such as pbx.example.com, not {domain!r}"
+        )
+    key = config["DESK_SIP_SECRET_KEY"]
+    if key:
+        from cryptography.fernet import Fernet
+
+        try:
+            Fernet(key)
+        except ValueError:
+            raise SettingsError(
+                "DESK_SIP_SECRET_KEY must be a Fernet key (32 bytes, url-safe base64): generate "
+                "one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`"
+            ) from None
 
 
 SILENCE_STATES = ("dialling", "ringing", "talking")
@@ -269,6 +312,7 @@ def load_settings(
                 f"optional port; no path, no '*'), not {origin!r}"
             )
     config["DESK_EMBED_ORIGINS"] = origins
+    _softphone_settings(config)
     from desk.providers import REGISTRY
 
     # Simulated demo traffic: in demo mode only (on unless DESK_SIMULATE turns it off), and

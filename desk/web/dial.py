@@ -9,6 +9,10 @@ a "Dial anyway" button that sends the form again with ``confirm=1`` (the person 
 is on a call, or offline). Form answers carry ``X-Desk-Swap`` so htmx swaps them in even
 with an error status (``static/board/desk.js``).
 
+When the agent's phone is the browser (``desk.web.softphone``), the submit goes to
+``softphone.place_call`` instead: the same checks and row, and the answer carries the INVITE
+the page's softphone places (``data-softphone-invite``).
+
 ``static/board/dial.js`` checks the simple rules as the person types (missing, characters,
 already too long) with the very texts of ``desk.providers.teleforge.rules``, handed to it in
 ``CHECKS``; the server's answer for the field follows and has the last word.
@@ -33,7 +37,7 @@ from desk.providers.teleforge import rules
 from desk.providers.teleforge.listener import listener_for
 from desk.providers.teleforge.rules import REFERENCE_MAX
 from desk.services import dial
-from desk.web import bp
+from desk.web import bp, softphone
 from desk.web.auth import supervisor_required
 
 HINTS = {
@@ -102,6 +106,7 @@ def form_state(
         "character_names": CHARACTER_NAMES,
         "confirm": None,
         "answer": False,
+        "invite": None,
     }
     state.update(extra)
     if check:
@@ -211,14 +216,29 @@ def dial_submit() -> ResponseReturnValue:
         values["agent"] = current_user.extension or ""
     user = db.session.get_one(User, current_user.id)
     app = current_app_object()
+    invite = None
     try:
-        outcome = dial.place_call(
-            db.session(), teleforge_client.client_for(app), user=user,
-            agent=values["agent"] if user.is_supervisor else None,
-            callee=values["callee"], outbound_id=values["outbound_id"],
-            reference=values["reference"], attempt=form.get("attempt"),
-            confirm=form.get("confirm") == "1",
-        )
+        if softphone.rings_in_browser(user):
+            # The agent's phone is this browser (desk.web.softphone): the page INVITEs.
+            if form.get("softphone") != "1":
+                raise dial.DialRefused(
+                    409, "Your phone is this browser, and it is not connected: connect it "
+                    "under Phone, or choose your desk phone there.")
+            outcome, invite = softphone.place_call(
+                db.session(), app, user=user,
+                agent=values["agent"] if user.is_supervisor else None,
+                callee=values["callee"], outbound_id=values["outbound_id"],
+                reference=values["reference"], attempt=form.get("attempt"),
+                confirm=form.get("confirm") == "1",
+            )
+        else:
+            outcome = dial.place_call(
+                db.session(), teleforge_client.client_for(app), user=user,
+                agent=values["agent"] if user.is_supervisor else None,
+                callee=values["callee"], outbound_id=values["outbound_id"],
+                reference=values["reference"], attempt=form.get("attempt"),
+                confirm=form.get("confirm") == "1",
+            )
     except dial.DialNeedsConfirmation as question:
         # Nothing was placed: the same input and the same one-time token, sent again with
         # confirm=1 by the question's button.
@@ -239,12 +259,17 @@ def dial_submit() -> ResponseReturnValue:
     if outcome.ok:
         text = f"Dialling {request_.callee} from {request_.agent}, caller ID " \
                f"{request_.outbound_id}, reference {request_.reference}."
-        if not request.headers.get("HX-Request"):
+        if not request.headers.get("HX-Request") and invite is None:
             flash(text)
             return redirect(url_for("board.index"))
         state = form_state(user, {"outbound_id": values["outbound_id"],
                                   "agent": values["agent"] if user.is_supervisor else ""})
         state["banner"] = {"kind": "ok", "text": text}
+        if invite is not None:
+            state["banner"]["text"] = (
+                f"Calling {request_.callee} from this browser, caller ID "
+                f"{request_.outbound_id}, reference {request_.reference}.")
+            state["invite"] = invite.to_json()
         if outcome.warnings:
             state["banner"]["text"] += " " + " ".join(outcome.warnings.values())
         return _page(state)

@@ -17,6 +17,8 @@ hostile CRM message) therefore cannot run. The policy:
 * ``connect-src 'self'`` plus this host's own websocket address: CSP Level 3's ``'self'``
   covers same-host ``ws:``/``wss:`` (Chromium since 71, Safari since 16); the explicit
   source keeps ``/ws`` working on older Safari, and names one host, never ``ws:`` at large;
+  with the browser softphone, also the origin of ``DESK_TELEFORGE_SIP_WS_URL`` (Teleforge's
+  SIP websocket, checked by ``desk.settings`` to be a ``ws:``/``wss:`` host and port);
 * ``base-uri 'self'``, ``form-action 'self'``, ``object-src 'none'``.
 
 Framing is the other half and stays where it is decided, in ``desk.web.embed``
@@ -56,6 +58,11 @@ def resource_policy() -> str:
     websocket = ""
     if _HOST.fullmatch(host):
         websocket = f" {'wss' if request.is_secure else 'ws'}://{host}"
+    softphone = current_app.config.get("DESK_TELEFORGE_SIP_WS_URL") or ""
+    if softphone:
+        # The browser softphone's SIP websocket (desk.web.softphone): that one origin only.
+        parts = urlsplit(softphone)
+        websocket += f" {parts.scheme}://{parts.netloc}"
     return RESOURCE_POLICY.format(websocket=websocket, media=_simulated_recordings())
 
 
