@@ -107,7 +107,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_live(app: Flask) -> None:
     from desk.extensions import hub
-    from desk.live.render import render_changes, render_status
+    from desk.live.render import render_changes, render_status, render_tick
     from desk.live.views import bp as live_bp
 
     app.register_blueprint(live_bp)
@@ -128,6 +128,7 @@ def register_live(app: Flask) -> None:
         latest=lambda: sequence.latest(engine()),
         catch_up=lambda after, missing: sequence.since(engine(), after, missing),
         catch_up_interval=app.config["DESK_LIVE_CATCHUP_INTERVAL"],
+        ticker=lambda roles: render_tick(app, roles),
     )
 
 

@@ -6,6 +6,7 @@ boards are real websocket clients holding a logged-in session.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,18 @@ def test_other_agents_and_supervisors_see_it_in_their_own_sections(server: LiveS
         frame = recv_until(sue, 'data-state="talking"')
         assert 'data-section="calls-live"' in frame
         assert "talking with 0301" in frame  # ann's tile, in the same frame as the row
+
+
+def test_wallboard_counters_catch_up_with_changes_that_came_too_fast(server: LiveServer) -> None:
+    """Today's counters are computed at most once a second: calls that ring within that
+    second are counted by the deferred render that follows, never dropped."""
+    with server.board(server.login("sue", PASSWORD)) as sue:
+        snapshot = sue.recv(timeout=5)
+        waiting = int(re.search(r'data-counter="waiting">(\d+)<', snapshot).group(1))  # type: ignore[union-attr]
+        for n in range(3):
+            server.placetel(event="IncomingCall", call_id=f"burst-{n}-{CALL[:16]}",
+                            **{"from": f"0301{n}"}, to="0221")
+        recv_until(sue, f'data-counter="waiting">{waiting + 3}<')
 
 
 def test_a_reconnecting_board_gets_a_full_snapshot(server: LiveServer) -> None:

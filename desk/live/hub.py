@@ -17,7 +17,9 @@ delivered once per process, whichever path brings it first. A number that never 
 (its transaction rolled back after taking it) is given up after ``GAP_GRACE`` seconds; a gap
 too wide to fill row by row makes every board reload a snapshot (close code 1012).
 
-A render that fails (the database restarting) is retried with backoff, merged with
+Every ``TICK`` seconds the dispatcher also asks the ``ticker`` for what a render left for
+later (today's wallboard counters, computed at most once a second). A render that fails
+(the database restarting) is retried with backoff, merged with
 whatever changed meanwhile, until it succeeds: boards are never left with a dropped update.
 If Redis is unreachable the local boards keep updating, the outage is logged and shown to
 supervisors, and the subscriber retries with backoff.
@@ -155,6 +157,11 @@ class Board:
         self.outbox.put_nowait(RECONNECT)
 
 
+Ticker = Callable[[set[str]], Fragments]
+"""Asked every ``TICK`` seconds for what a renderer left for later (the wallboard's
+counters, ``desk.live.render.render_tick``); usually nothing."""
+TICK = 0.5
+
 Renderer = Callable[[Changes, set[str]], Fragments]
 """Renders changes for the roles that have boards in this process ("agent", "supervisor")."""
 
@@ -203,6 +210,8 @@ class Hub:
         self._retry_delay = 0.0
         self._retry_at = 0.0
         self.render_failures = 0
+        self._ticker: Ticker | None = None
+        self._next_tick = 0.0
 
     # -- configuration -----------------------------------------------------------------
     def configure(
@@ -214,8 +223,10 @@ class Hub:
         latest: Callable[[], int] | None = None,
         catch_up: CatchUp | None = None,
         catch_up_interval: float = 1.0,
+        ticker: Ticker | None = None,
     ) -> None:
         self._renderer = renderer
+        self._ticker, self._next_tick = ticker, 0.0
         self._latest, self._catch_up = latest, catch_up
         self.catch_up_interval = catch_up_interval
         # A new configuration may mean a new database: its numbers start afresh.
@@ -329,6 +340,8 @@ class Hub:
             due.append(self._next_catch_up)
         if self._retry:
             due.append(self._retry_at)
+        if self._ticker is not None:
+            due.append(self._next_tick)
         if not due:
             return None
         return max(0.0, min(due) - time.monotonic())
@@ -344,6 +357,9 @@ class Hub:
         if self._retry and now >= self._retry_at:
             _merge(everything, self._retry)
             self._retry = {}
+        if self._ticker is not None and now >= self._next_tick:
+            self._next_tick = now + TICK
+            self._tick(self._ticker)
         if not everything:
             return
         try:
@@ -470,6 +486,19 @@ class Hub:
                 continue
             board.offer(parts[0] if len(parts) == 1 else "".join(parts))
             self.delivered += 1
+
+    def _tick(self, ticker: Ticker) -> None:
+        with self._boards_lock:
+            boards = list(self.boards)
+        if not boards:
+            return
+        try:
+            fragments = ticker({board.role for board in boards})
+        except Exception as exc:  # the next tick tries again
+            log.warning("a deferred live render failed (%s); retrying", exc.__class__.__name__)
+            return
+        if fragments:
+            self._fan_out(boards, fragments)
 
     def broadcast_status(self) -> None:
         if self._status_renderer is None:
