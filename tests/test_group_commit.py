@@ -7,7 +7,8 @@ answers every one of them with a retryable 503.
 
 The failures are the databases' own: a PostgreSQL constraint trigger deferred to COMMIT
 that raises (and first sleeps, so the other deliveries queue up behind the failing commit
-and are batched), and a SQLite trigger that refuses one delivery's INSERT.
+and are batched), and a SQLite trigger that refuses one delivery's INSERT. The deliveries
+are Placetel's documented IncomingCall (``incoming_call.form``), one call_id each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
@@ -42,9 +45,15 @@ CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON live_changes
 """
 
 
+# Placetel's documented IncomingCall (tests/providers/placetel/fixtures/SOURCES.md); each
+# delivery gets its own call_id, every other field is the fixture's.
+INCOMING = dict(parse_qsl((Path(__file__).parent / "providers" / "placetel" / "fixtures"
+                           / "incoming_call.form").read_text()))
+
+
 def incoming(live: LiveServer, call_id: str) -> requests.Response:
-    return requests.post(live.url + "/webhooks/placetel", auth=AUTH, timeout=30, data={
-        "event": "IncomingCall", "call_id": call_id, "from": "+4922112345", "to": "0221"})
+    return requests.post(live.url + "/webhooks/placetel", auth=AUTH, timeout=30,
+                         data={**INCOMING, "call_id": call_id})
 
 
 def send_together(live: LiveServer, call_ids: list[str]) -> list[requests.Response]:
@@ -117,7 +126,7 @@ def sqlite_desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.payload LIKE "
-            "'%poisoned%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+            "'%gc-poisoned%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
     engine.dispose()
     live = LiveServer(env, workers=1)
     try:
