@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect
 
 from tests.conftest import require
 
@@ -22,17 +22,18 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
+def chromium(playwright: Playwright, *extra_args: str) -> Iterator[Browser]:
+    """Debian's Chromium, headless, launched from the run's one Playwright (a second
+    ``sync_playwright`` while one runs is refused), with ``extra_args`` added."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         require("Chromium", FileNotFoundError("chromium not on PATH (make test installs it)"))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, headless=True,
-                                             args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=path, headless=True,
+                                         args=[*CHROMIUM_ARGS, *extra_args])
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 def log_in(page: Page, url: str, name: str, password: str, path: str = "/") -> None:

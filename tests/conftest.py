@@ -108,11 +108,20 @@ REDIS_URL = os.environ.get("DESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
+    """The run's one Playwright: every browser of the run is launched from it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
     """One headless Chromium for the whole run (each test opens its own context)."""
     from tests.browser import chromium
 
-    with chromium() as browser:
+    with chromium(playwright) as browser:
         yield browser
 
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 from sqlalchemy import create_engine, text
 
-from tests.browser import CHROMIUM_ARGS, WAIT, console_errors
+from tests.browser import WAIT, chromium, console_errors
 from tests.conftest import PASSWORD, require
 from tests.servers import LiveServer, desk_env, running_desk
 from tests.services import shared_redis_url
@@ -142,20 +142,10 @@ def server(database: str, sip: PrivateKamailio, cdr_list: tuple[str, str]) -> It
 
 
 @pytest.fixture(scope="module")
-def media_browser() -> Iterator[Browser]:
+def media_browser(playwright: Playwright) -> Iterator[Browser]:
     """A Chromium of its own: fake microphone and no permission prompt for both pages."""
-    import shutil
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        require("Chromium", FileNotFoundError("chromium not on PATH (make test installs it)"))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, headless=True,
-                                             args=CHROMIUM_ARGS + MEDIA_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium(playwright, *MEDIA_ARGS) as browser:
+        yield browser
 
 
 def _page(browser: Browser, errors: list[str]) -> Page:
