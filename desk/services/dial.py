@@ -156,7 +156,7 @@ def _describe(call: Call) -> str:
     return f"dialling {other}"
 
 
-def _questions(
+def questions_before_dialling(
     session: Session, user: User, owner: User | None, request: DialRequest
 ) -> tuple[dict[str, str], Call | None]:
     """Why this dial should be confirmed first (empty: it need not be), and the call the
@@ -270,7 +270,7 @@ def place_call(
     if nobody := unknown_extension(session, request.agent):
         _refuse_invalid(session, user, fields, {"agent": nobody}, request.warnings, nobody)
 
-    questions, current = _questions(session, user, owner, request)
+    questions, current = questions_before_dialling(session, user, owner, request)
     if questions and not confirm:
         raise DialNeedsConfirmation(questions, current)
 

@@ -74,8 +74,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting: deque[_Job] = deque()
         self._running = False
-        self.batches = 0  # committed batches and deliveries, for the benchmark and /metrics
-        self.deliveries = 0
 
     def ingest(
         self, provider: str, parsed: Parsed, payload: str, content_type: str | None,
@@ -150,8 +148,6 @@ class GroupCommit:
                 return
         for job, result in zip(batch, results, strict=True):
             job.result = result
-        self.batches += 1
-        self.deliveries += len(batch)
 
     def _alone(self, job: _Job) -> None:
         with self.database.new_session() as session:
@@ -164,6 +160,3 @@ class GroupCommit:
                 return
             except Exception as exc:
                 job.error = exc
-                return
-        self.batches += 1
-        self.deliveries += 1

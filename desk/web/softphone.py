@@ -257,7 +257,7 @@ def place_call(
         raise DialRefused(422, nobody, errors={"agent": nobody})
 
     # The same question as a REST dial: the agent is on a call already.
-    questions, current = dial_service._questions(session, user, owner, checked)
+    questions, current = dial_service.questions_before_dialling(session, user, owner, checked)
     if questions and not confirm:
         raise DialNeedsConfirmation(questions, current)
 
