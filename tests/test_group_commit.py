@@ -14,6 +14,7 @@ are Placetel's documented IncomingCall (``incoming_call.form``), one call_id eac
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,3 +160,22 @@ def test_the_same_delivery_sent_together_is_applied_once(
     assert count(url, "SELECT count(*) FROM deliveries WHERE status = 'applied'") == 1
     assert count(url, "SELECT count(*) FROM deliveries WHERE status = 'duplicate'") == 7
     assert count(url, "SELECT count(*) FROM calls") == 1
+
+
+def test_a_database_locked_by_another_process_is_a_503_not_a_dead_worker(
+    sqlite_desk: tuple[LiveServer, str],
+) -> None:
+    """Another program holds SQLite's write lock for longer than the busy timeout: the
+    delivery is answered 503 before gunicorn's worker timeout, and the next one is stored."""
+    live, url = sqlite_desk
+    holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        refused = incoming(live, "gc-locked")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert incoming(live, "gc-locked").status_code == 200  # the same worker, sent again
+    assert "WORKER TIMEOUT" not in live.output()
+    assert count(url, "SELECT count(*) FROM calls WHERE provider_call_id = 'gc-locked'") == 1

@@ -55,6 +55,7 @@ from desk.services.queries import LIKE_ESCAPE, escape_like
 from desk.services.wrapup import start_wrap_up
 
 _ATTEMPTS = 4
+_BUSY_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -236,15 +237,21 @@ def ingest(
     session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
     fold: Fold | None = None,
 ) -> IngestResult:
-    """Log the delivery and, unless it is a duplicate, apply its events; one transaction."""
+    """Log the delivery and, unless it is a duplicate, apply its events; one transaction.
+
+    Another process creating the same call (IntegrityError) is tried again up to
+    ``_ATTEMPTS`` times; a busy or unreachable database (OperationalError) once more only:
+    SQLite has already waited its busy timeout (10 s) each time, and the request must be
+    answered (503, send again) before gunicorn's 30 s worker timeout kills the worker."""
+    busy = 0
     for attempt in range(_ATTEMPTS):
         try:
             return _ingest_once(session, provider, parsed, payload, content_type, fold)
-        except (IntegrityError, OperationalError):
-            # Another process created the same call, or SQLite was busy: start over; the
-            # dedupe key makes the retry safe.
+        except (IntegrityError, OperationalError) as exc:
+            # Start over; the dedupe key makes the retry safe.
             session.rollback()
-            if attempt == _ATTEMPTS - 1:
+            busy += isinstance(exc, OperationalError)
+            if attempt == _ATTEMPTS - 1 or busy == _BUSY_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
