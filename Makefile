@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run tour test lint lock bench bench-quick serve assets deps deps-test browser sip-server clean help
+.PHONY: run tour test lint lock bench bench-quick serve assets deps deps-test browser sip-server clean help \
+	i18n-extract i18n-update i18n-compile
 
 help:
 	@echo "make run    - install, migrate, create demo users, serve on http://$(HOST):$(PORT)"
@@ -17,6 +18,7 @@ help:
 	@echo "make serve  - the production server (gunicorn + gevent) with your DESK_ settings"
 	@echo "make bench  - benchmarks, rewrites bench/RESULTS.md (ARGS=--quick: about a minute)"
 	@echo "make lock   - recompile requirements/*.lock from pyproject.toml (ARGS=--upgrade)"
+	@echo "make i18n-update - new strings into the catalogues; make i18n-compile after translating"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -128,6 +130,20 @@ lock: $(PIP_TOOLS)/bin/pip-compile
 		pyproject.toml
 	$(COMPILE) $(ARGS) --extra test --extra bench -c requirements/test.lock \
 		-o requirements/bench.lock pyproject.toml
+
+# The translation catalogues (desk/translations, README "Languages and time zones"):
+# extract every marked string into templates (.pot), merge them into each language's .po
+# (then translate what is new), compile each .po into the .mo the desk reads. The .mo are
+# committed, so an install from the repository needs no build step; `make test` fails
+# (tests/test_i18n.py) when a catalogue lags the code or a .mo its .po.
+i18n-extract: deps
+	$(BIN)/python scripts/i18n.py extract
+
+i18n-update: deps
+	$(BIN)/python scripts/i18n.py update
+
+i18n-compile: deps
+	$(BIN)/python scripts/i18n.py compile
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor .pytest_cache .ruff_cache

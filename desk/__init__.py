@@ -46,6 +46,8 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from flask_babel import gettext
+
     from desk.extensions import csrf, db, htmx, hub, limiter, login_manager, sock
     from desk.web import auth  # (login loaders register on import)
 
@@ -57,6 +59,9 @@ def register_extensions(app: Flask) -> None:
 
         wrapped = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
         app.wsgi_app = wrapped  # type: ignore[method-assign]  # Flask's documented way
+    from desk import i18n
+
+    i18n.init_app(app)
     db.init_app(app, on_commit=hub.publish)
     from desk.services.group_commit import GroupCommit
 
@@ -67,6 +72,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "board.login"
     login_manager.login_message = "Log in to see the desk."
+    login_manager.localize_callback = gettext  # (translated when flashed)
     app.config.update(
         RATELIMIT_ENABLED=True,  # the one limiter outlives apps: never inherit a test's "off"
         RATELIMIT_STORAGE_URI=app.config["DESK_REDIS_URL"] or "memory://",
@@ -95,6 +101,7 @@ def register_blueprints(app: Flask) -> None:
     from desk.providers import register_webhooks
     from desk.web import bp as board_bp
     from desk.web.formatting import register_filters
+    from desk.web.labels import register_labels
     from desk.web.softphone import bp as softphone_bp
 
     app.register_blueprint(board_bp)
@@ -103,11 +110,12 @@ def register_blueprints(app: Flask) -> None:
     register_webhooks(app)
     register_errors(app)
     register_filters(app)
+    register_labels(app)
 
 
 def register_live(app: Flask) -> None:
     from desk.extensions import hub
-    from desk.live.render import render_changes, render_status, render_tick
+    from desk.live.render import render_status, render_tick, render_voices
     from desk.live.views import bp as live_bp
 
     app.register_blueprint(live_bp)
@@ -121,14 +129,14 @@ def register_live(app: Flask) -> None:
         return db.engine
 
     hub.configure(
-        renderer=lambda changes, roles: render_changes(app, changes, roles),
+        renderer=lambda changes, audiences: render_voices(app, changes, audiences),
         redis_url=app.config["DESK_REDIS_URL"],
-        status_renderer=lambda: render_status(app),
+        status_renderer=lambda voices: render_status(app, voices),
         channel=app.config["DESK_REDIS_CHANNEL"],
         latest=lambda: sequence.latest(engine()),
         catch_up=lambda after, missing: sequence.since(engine(), after, missing),
         catch_up_interval=app.config["DESK_LIVE_CATCHUP_INTERVAL"],
-        ticker=lambda roles: render_tick(app, roles),
+        ticker=lambda audiences: render_tick(app, audiences),
     )
 
 

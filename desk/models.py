@@ -89,6 +89,10 @@ class User(UserMixin, Base):
     # encrypted with DESK_SIP_SECRET_KEY (never shown, never logged).
     phone: Mapped[str] = mapped_column(String(16), default="desk", server_default="desk")
     sip_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    # The user's own language (a code of desk.i18n.LANGUAGES) and IANA time zone, chosen in
+    # the header and on /settings; None: the browser's language, DESK_TIMEZONE (desk.i18n).
+    language: Mapped[str | None] = mapped_column(String(8))
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

@@ -62,6 +62,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "DESK_COOKIE_SECURE": ("auto", "str"),
     "DESK_PROVIDER_TIMEOUT": ("5", "float"),
     "DESK_TIMEZONE": ("UTC", "str"),
+    # The board's language when neither the user's choice nor the browser names one the
+    # desk speaks (desk.i18n.LANGUAGES: en, de, vi).
+    "DESK_LANGUAGE": ("en", "str"),
     "DESK_TIMER_AMBER": ("180", "int:1"),
     "DESK_TIMER_RED": ("420", "int:1"),
     "DESK_EMBED_ORIGINS": ("", "str"),
@@ -302,6 +305,13 @@ def load_settings(
             f"DESK_TIMEZONE must be an IANA time zone such as Europe/Berlin, not "
             f"{config['DESK_TIMEZONE']!r}"
         ) from None
+    from desk.i18n import LANGUAGES
+
+    config["DESK_LANGUAGE"] = str(config["DESK_LANGUAGE"]).strip().lower()
+    if config["DESK_LANGUAGE"] not in LANGUAGES:
+        raise SettingsError(
+            f"DESK_LANGUAGE must be one of {', '.join(LANGUAGES)}, not {config['DESK_LANGUAGE']!r}"
+        )
     if config["DESK_TIMER_RED"] <= config["DESK_TIMER_AMBER"]:
         raise SettingsError("DESK_TIMER_RED must be more seconds than DESK_TIMER_AMBER.")
     origins = [o.strip().rstrip("/") for o in config["DESK_EMBED_ORIGINS"].split(",") if o.strip()]

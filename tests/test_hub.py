@@ -21,10 +21,10 @@ def test_each_board_gets_the_fragments_of_its_audience_as_one_string() -> None:
     hub = Hub()
     rendered: list[set[str]] = []
 
-    def renderer(changes: dict, roles: set[str]) -> list[tuple[str, str]]:
-        rendered.append(roles)
-        return [("supervisor", "<s/>"), ("agent:1", "<mine/>"), ("others:1", "<theirs/>"),
-                ("agents", "<all/>")]
+    def renderer(changes: dict, audiences: dict[str, set[str]]) -> dict:
+        rendered.append(audiences[""])
+        return {"": [("supervisor", "<s/>"), ("agent:1", "<mine/>"), ("others:1", "<theirs/>"),
+                     ("agents", "<all/>")]}
 
     hub.configure(renderer)
     ann, bob, sue = Board(1, "agent"), Board(2, "agent"), Board(3, "supervisor")

@@ -105,12 +105,13 @@ class Recorder:
         self.calls: list[Changes] = []
         self.failing = 0
 
-    def __call__(self, changes: Changes, roles: set[str]) -> list[tuple[str, str]]:
+    def __call__(self, changes: Changes, audiences: dict[str, set[str]]) -> dict:
         if self.failing:
             self.failing -= 1
             raise RuntimeError("database restarting")
         self.calls.append({k: set(v) for k, v in changes.items()})
-        return [("supervisor", f"<p>{sorted(changes.get('calls', ()))}</p>")]
+        return {voice: [("supervisor", f"<p>{sorted(changes.get('calls', ()))}</p>")]
+                for voice in audiences}
 
 
 @pytest.fixture

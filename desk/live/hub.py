@@ -1,9 +1,10 @@
 """The live hub: fans committed changes out to every open board, in this process and others.
 
 Flow: a transaction commits → ``Hub.publish(changes)`` (never blocks the request: it only
-enqueues) → the dispatcher thread renders each changed fragment once per audience (the
-``renderer``) → the same string goes into the outbox of every board in that audience → each
-board's own websocket handler sends from its outbox (one sender per socket).
+enqueues) → the dispatcher thread renders each changed fragment once per audience and voice
+(the ``renderer``; a voice is a language and time zone, ``Board.voice``) → the same string
+goes into the outbox of every board in that audience → each board's own websocket handler
+sends from its outbox (one sender per socket).
 
 Across processes: every commit that changed something is numbered in its own transaction
 (``desk.live.sequence``). With ``DESK_REDIS_URL`` the dispatcher delivers locally first, then
@@ -121,6 +122,9 @@ class Board:
     user_id: int
     role: str
     max_queue: int = 200
+    # How its viewer reads (``desk.i18n.voice_of``: language and time zone); boards of one
+    # voice share each rendering. "": the desk's defaults.
+    voice: str = ""
     outbox: queue.Queue[Any] = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,13 +161,27 @@ class Board:
         self.outbox.put_nowait(RECONNECT)
 
 
-Ticker = Callable[[set[str]], Fragments]
+Audiences = dict[str, set[str]]
+"""The boards open in this process: for each voice (``Board.voice``), the roles of its
+boards ("agent", "supervisor")."""
+
+Ticker = Callable[[Audiences], dict[str, Fragments]]
 """Asked every ``TICK`` seconds for what a renderer left for later (the wallboard's
 counters, ``desk.live.render.render_tick``); usually nothing."""
 TICK = 0.5
 
-Renderer = Callable[[Changes, set[str]], Fragments]
-"""Renders changes for the roles that have boards in this process ("agent", "supervisor")."""
+Renderer = Callable[[Changes, Audiences], dict[str, Fragments]]
+"""Renders changes once per voice, for the roles that have boards of that voice."""
+
+StatusRenderer = Callable[[set[str]], dict[str, Fragments]]
+"""Renders the status banner (``desk.live.render.render_status``) in each of the voices."""
+
+
+def audiences(boards: list[Board]) -> Audiences:
+    out: Audiences = {}
+    for board in boards:
+        out.setdefault(board.voice, set()).add(board.role)
+    return out
 
 BatchObserver = Callable[[int, float], None]
 """Told after each delivered batch: how many committed changes it merged, and the seconds
@@ -179,7 +197,7 @@ class Hub:
         self._boards_lock = threading.Lock()
         self._jobs: queue.Queue[Job] = queue.Queue()
         self._renderer: Renderer | None = None
-        self._status_renderer: Callable[[], Fragments] | None = None
+        self._status_renderer: StatusRenderer | None = None
         self._started = False
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -218,7 +236,7 @@ class Hub:
         self,
         renderer: Renderer,
         redis_url: str = "",
-        status_renderer: Callable[[], Fragments] | None = None,
+        status_renderer: StatusRenderer | None = None,
         channel: str = "desk:live",
         latest: Callable[[], int] | None = None,
         catch_up: CatchUp | None = None,
@@ -475,12 +493,11 @@ class Hub:
             boards = list(self.boards)
         if not boards or self._renderer is None:
             return
-        roles = {board.role for board in boards}
-        fragments = self._renderer(changes, roles)
-        self._fan_out(boards, fragments)
+        self._fan_out(boards, self._renderer(changes, audiences(boards)))
 
-    def _fan_out(self, boards: list[Board], fragments: Fragments) -> None:
+    def _fan_out(self, boards: list[Board], rendered: dict[str, Fragments]) -> None:
         for board in boards:
+            fragments = rendered.get(board.voice, ())
             parts = [html for audience, html in fragments if board.wants(audience)]
             if not parts:
                 continue
@@ -493,12 +510,12 @@ class Hub:
         if not boards:
             return
         try:
-            fragments = ticker({board.role for board in boards})
+            rendered = ticker(audiences(boards))
         except Exception as exc:  # the next tick tries again
             log.warning("a deferred live render failed (%s); retrying", exc.__class__.__name__)
             return
-        if fragments:
-            self._fan_out(boards, fragments)
+        if rendered:
+            self._fan_out(boards, rendered)
 
     def broadcast_status(self) -> None:
         if self._status_renderer is None:
@@ -507,7 +524,7 @@ class Hub:
             boards = list(self.boards)
         if boards:
             try:
-                self._fan_out(boards, self._status_renderer())
+                self._fan_out(boards, self._status_renderer({b.voice for b in boards}))
             except Exception:
                 log.exception("rendering the status banner failed")
 

@@ -17,8 +17,9 @@ from typing import Any
 from flask import Flask, current_app, render_template
 
 from desk.extensions import db, hub
+from desk.i18n import speaking
 from desk.live.changes import AGENTS, ALERTS, CALLS, Changes
-from desk.live.hub import Fragments
+from desk.live.hub import Audiences, Fragments
 from desk.models import Call, User
 from desk.services import queries, wallboard
 from desk.services.routing_store import rings_for
@@ -93,47 +94,67 @@ def on_call(current: dict[int, Call], agent_id: int) -> Call | None:
     return call if call is not None and call.state == "talking" else None
 
 
-def render_changes(app: Flask, changes: Changes, roles: Set[str]) -> Fragments:
+def render_changes(app: Flask, changes: Changes, roles: Set[str], voice: str = "") -> Fragments:
+    """The fragments of ``changes`` for boards of ``roles`` that read in ``voice``."""
+    return render_voices(app, changes, {voice: set(roles)})[voice]
+
+
+def render_voices(app: Flask, changes: Changes, audiences: Audiences) -> dict[str, Fragments]:
     """Called by the hub's dispatcher thread for each (merged) batch of committed changes.
 
-    Renders only for the ``roles`` with boards in this process: a process holding no
+    What changed is read once; it is rendered once per voice (``desk.i18n.speaking``),
+    only for the roles with boards of that voice in this process: a process holding no
     supervisor board never computes the wallboard. A bare request context (no real
     request) lets fragments use ``url_for`` like the page.
     """
-    supervisors, agents = "supervisor" in roles, "agent" in roles
+    everyone = set().union(*audiences.values()) if audiences else set()
     with app.test_request_context(), db.new_session() as session:
-        fragments: Fragments = []
         call_ids = changes.get(CALLS, set())
-        for call in queries.calls_by_id(session, call_ids):
-            fragments.extend(call_fragments(call, roles))
+        calls = list(queries.calls_by_id(session, call_ids))
         agent_ids = changes.get(AGENTS, set())
-        if agent_ids:
-            current = queries.current_calls(session, agent_ids)
-            for person in queries.people(session, agent_ids):
-                if supervisors:
-                    fragments.append(("supervisor", render_template(
-                        "board/_agent_tile.html", person=person, call=current.get(person.id),
-                        oob=True)))
-                if agents:
-                    fragments.append((f"agent:{person.id}", render_template(
-                        "shared/_presence.html", me=person, on_call=on_call(current, person.id),
-                        oob=True)))
-        if ALERTS in changes and supervisors:
-            fragments.append(("supervisor", render_template(
-                "supervisor/_alerts.html", alerts=queries.open_alerts(session), oob=True)))
-        if call_ids:
-            counters = render_template(
-                "shared/_counters.html", counts=queries.state_counts(session), oob=True
-            )
-            fragments.append(("supervisor", counters))
-            fragments.append(("agents", counters))
-        if call_ids and supervisors:
+        current = queries.current_calls(session, agent_ids) if agent_ids else {}
+        people = list(queries.people(session, agent_ids)) if agent_ids else []
+        alerts = (queries.open_alerts(session)
+                  if ALERTS in changes and "supervisor" in everyone else None)
+        counts = queries.state_counts(session) if call_ids else None
+        wb = None
+        if call_ids and "supervisor" in everyone:
             throttle = _throttle(app)
             if time.monotonic() - throttle.at >= WALLBOARD_EVERY:
-                fragments.append(_wallboard(app, session, throttle))
+                wb = _compute_wallboard(app, session, throttle)
             else:
                 throttle.due = True  # the hub's next tick renders it (``render_tick``)
-        return fragments
+        rendered: dict[str, Fragments] = {}
+        for voice, roles in audiences.items():
+            with speaking(voice):
+                rendered[voice] = _fragments(roles, calls, people, current, alerts, counts, wb)
+        return rendered
+
+
+def _fragments(roles: Set[str], calls: list[Call], people: list[User],
+               current: dict[int, Call], alerts: Any, counts: Any, wb: Any) -> Fragments:
+    supervisors, agents = "supervisor" in roles, "agent" in roles
+    fragments: Fragments = []
+    for call in calls:
+        fragments.extend(call_fragments(call, roles))
+    for person in people:
+        if supervisors:
+            fragments.append(("supervisor", render_template(
+                "board/_agent_tile.html", person=person, call=current.get(person.id), oob=True)))
+        if agents:
+            fragments.append((f"agent:{person.id}", render_template(
+                "shared/_presence.html", me=person, on_call=on_call(current, person.id),
+                oob=True)))
+    if alerts is not None and supervisors:
+        fragments.append(("supervisor", render_template(
+            "supervisor/_alerts.html", alerts=alerts, oob=True)))
+    if counts is not None:
+        counters = render_template("shared/_counters.html", counts=counts, oob=True)
+        fragments.append(("supervisor", counters))
+        fragments.append(("agents", counters))
+    if wb is not None and supervisors:
+        fragments.append(_wallboard(wb))
+    return fragments
 
 
 WALLBOARD_EVERY = 1.0
@@ -153,27 +174,41 @@ def _throttle(app: Flask) -> _Throttle:
     return throttle
 
 
-def _wallboard(app: Flask, session: Any, throttle: _Throttle) -> tuple[str, str]:
+def _compute_wallboard(app: Flask, session: Any, throttle: _Throttle) -> Any:
     wb = wallboard.compute(session, app.config["DESK_TIMEZONE"])
     throttle.at, throttle.due = time.monotonic(), False
+    return wb
+
+
+def _wallboard(wb: Any) -> tuple[str, str]:
     return ("supervisor", render_template("supervisor/_wallboard_counters.html", wb=wb,
                                           oob=True))
 
 
-def render_tick(app: Flask, roles: Set[str]) -> Fragments:
+def render_tick(app: Flask, audiences: Audiences) -> dict[str, Fragments]:
     """Called by the hub's dispatcher when it wakes: the wallboard counters a batch left
     for later (``WALLBOARD_EVERY``), once their time has come; nothing otherwise."""
     throttle = _throttle(app)
-    if (not throttle.due or "supervisor" not in roles
-            or time.monotonic() - throttle.at < WALLBOARD_EVERY):
-        return []
+    voices = [voice for voice, roles in audiences.items() if "supervisor" in roles]
+    if not throttle.due or not voices or time.monotonic() - throttle.at < WALLBOARD_EVERY:
+        return {}
     with app.test_request_context(), db.new_session() as session:
-        return [_wallboard(app, session, throttle)]
+        wb = _compute_wallboard(app, session, throttle)
+        rendered: dict[str, Fragments] = {}
+        for voice in voices:
+            with speaking(voice):
+                rendered[voice] = [_wallboard(wb)]
+        return rendered
 
 
-def render_status(app: Flask) -> Fragments:
+def render_status(app: Flask, voices: Set[str]) -> dict[str, Fragments]:
     with app.test_request_context():
-        return [("supervisor", render_template("shared/_status.html", hub=hub, oob=True))]
+        rendered: dict[str, Fragments] = {}
+        for voice in voices:
+            with speaking(voice):
+                rendered[voice] = [("supervisor", render_template(
+                    "shared/_status.html", hub=hub, oob=True))]
+        return rendered
 
 
 def board_context(session: Any, user: User) -> dict[str, Any]:

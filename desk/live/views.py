@@ -20,6 +20,7 @@ from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
 from desk.extensions import db, hub, sock
+from desk.i18n import voice_of
 from desk.live.hub import RECONNECT, Board
 from desk.live.render import render_snapshot
 
@@ -76,7 +77,8 @@ def ws(socket: Any) -> None:
         return
     user = current_user._get_current_object()
     board = Board(
-        user_id=user.id, role=user.role, max_queue=current_app.config["DESK_BOARD_QUEUE"]
+        user_id=user.id, role=user.role, max_queue=current_app.config["DESK_BOARD_QUEUE"],
+        voice=voice_of(),
     )
     hub.register(board)  # before the snapshot, so nothing committed after it is missed
     try:

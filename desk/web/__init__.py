@@ -10,6 +10,7 @@ from desk.web import (  # noqa: E402,F401  (routes register on import)
     dial,
     history,
     people,
+    preferences,
     wrapup,
 )
 from desk.web.supervisor import listen, routing, wallboard  # noqa: E402,F401
