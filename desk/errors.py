@@ -17,6 +17,10 @@ Input limits, checked before any view runs (``register_errors`` installs them):
 * **JSON** bodies nested deeper than ``MAX_JSON_DEPTH``, or with ``NaN``/``Infinity`` → 400
   naming it (``checked_json``), for every ``request.get_json`` in the desk as well; bodies
   above ``DESK_MAX_BODY_BYTES`` are 413 (Flask's ``MAX_CONTENT_LENGTH``).
+
+The error page speaks the reader's language: its title by status (``TITLES``), Werkzeug's own
+descriptions replaced by the desk's (``DESCRIPTIONS``), and this module's refusals made with
+``gettext`` (the JSON answers are English: ``desk.i18n`` gives the API English).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
+from flask_babel import LazyString, gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, HTTPException, InternalServerError, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
@@ -47,12 +52,86 @@ NUL_MESSAGE = "NUL bytes are not allowed"
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also takes "²"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+_NUL_FOUND: dict[str, LazyString] = {
+    "the path": lazy_gettext("NUL bytes are not allowed (found in the path)."),
+    "the query string": lazy_gettext("NUL bytes are not allowed (found in the query string)."),
+    "a header": lazy_gettext("NUL bytes are not allowed (found in a header)."),
+    "the body": lazy_gettext("NUL bytes are not allowed (found in the body)."),
+    "the form": lazy_gettext("NUL bytes are not allowed (found in the form)."),
+}
+"""``nul_in_request``'s answers (English, for the webhooks' event log) as a page says them."""
+
+_NO_SUCH: dict[str, tuple[LazyString, LazyString]] = {
+    "call": (lazy_gettext("There is no call %(id)s."),
+             lazy_gettext("There is no such call: ids are written in the digits 0 to 9.")),
+    "alert": (lazy_gettext("There is no alert %(id)s."),
+              lazy_gettext("There is no such alert: ids are written in the digits 0 to 9.")),
+    "rule": (lazy_gettext("There is no listen-in %(id)s."),
+             lazy_gettext("There is no such listen-in: ids are written in the digits 0 to 9.")),
+}
+"""What a URL id (``<int:call_id>`` …) that names nothing says, by the thing it names."""
+
+TITLES: dict[int, LazyString] = {
+    400: lazy_gettext("Bad Request"),
+    401: lazy_gettext("Unauthorized"),
+    403: lazy_gettext("Forbidden"),
+    404: lazy_gettext("Not Found"),
+    405: lazy_gettext("Method Not Allowed"),
+    409: lazy_gettext("Conflict"),
+    410: lazy_gettext("Gone"),
+    413: lazy_gettext("Request Entity Too Large"),
+    415: lazy_gettext("Unsupported Media Type"),
+    422: lazy_gettext("Unprocessable Entity"),
+    429: lazy_gettext("Too Many Requests"),
+    500: lazy_gettext("Internal Server Error"),
+    502: lazy_gettext("Bad Gateway"),
+    503: lazy_gettext("Service Unavailable"),
+    504: lazy_gettext("Gateway Timeout"),
+}
+"""The error page's heading by status (Werkzeug's names, in the reader's language)."""
+
+DESCRIPTIONS: dict[int, LazyString] = {
+    400: lazy_gettext("The desk could not understand that request."),
+    401: lazy_gettext("Log in to see this page."),
+    403: lazy_gettext("You are not allowed to see this page."),
+    404: lazy_gettext("There is nothing at this address. Check it, or go back to the desk."),
+    405: lazy_gettext("This address does not take that kind of request."),
+    409: lazy_gettext("That clashes with a change made meanwhile. Reload the page and try "
+                      "again."),
+    410: lazy_gettext("This page is gone."),
+    413: lazy_gettext("What was sent is too large for the desk."),
+    415: lazy_gettext("The desk cannot read what was sent."),
+    422: lazy_gettext("The desk cannot use what was sent."),
+    429: lazy_gettext("Too many requests. Wait a moment, then try again."),
+    500: lazy_gettext("Something went wrong on our side; it was logged."),
+    502: lazy_gettext("A service the desk needs answered with something it cannot use. Try "
+                      "again shortly."),
+    503: lazy_gettext("The desk cannot do that just now. Try again shortly."),
+    504: lazy_gettext("A service the desk needs did not answer in time. Try again shortly."),
+}
+"""What the page says instead of Werkzeug's English default description of a status (an
+error raised with words of its own shows those)."""
+
 
 # -- input limits -----------------------------------------------------------------------------
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalogue; ``InputProblem.translated`` translates it."""
+    return text
+
+
 class InputProblem(ValueError):
-    """Input the desk will not take, in words that say what is wrong with it."""
+    """Input the desk will not take, in words that say what is wrong with it: ``str()`` is
+    English (for the event log and the API), ``translated()`` the request's language.
+    ``text`` is a catalogue message with ``%(name)s`` placeholders for ``values``."""
+
+    def __init__(self, text: str, **values: Any) -> None:
+        super().__init__(text % values if values else text)
+        self.text, self.values = text, values
+
+    def translated(self) -> str:
+        return gettext(self.text, **self.values)
 
 
 def whole_number(raw: str, low: int, high: int) -> int | None:
@@ -65,7 +144,7 @@ def whole_number(raw: str, low: int, high: int) -> int | None:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise InputProblem(f"JSON {name} is not a number the desk can store")
+    raise InputProblem(N_("JSON %(name)s is not a number the desk can store"), name=name)
 
 
 def _check_tree(value: Any) -> None:
@@ -75,15 +154,16 @@ def _check_tree(value: Any) -> None:
         item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                raise InputProblem(f"{NUL_MESSAGE} (found in a JSON string)")
+                raise InputProblem(N_("NUL bytes are not allowed (found in a JSON string)"))
             if not item.isascii() and _SURROGATE.search(item):
                 # "\ud800" is a valid JSON escape but no text: no database can encode it.
-                raise InputProblem("JSON strings must be Unicode text, not lone surrogates")
+                raise InputProblem(N_("JSON strings must be Unicode text, not lone surrogates"))
             continue
         if not isinstance(item, (dict, list)):
             continue
         if depth > MAX_JSON_DEPTH:
-            raise InputProblem(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted")
+            raise InputProblem(N_("JSON nested deeper than %(depth)s levels is not accepted"),
+                               depth=MAX_JSON_DEPTH)
         children: Iterable[Any] = item.values() if isinstance(item, dict) else item
         if isinstance(item, dict):
             stack.extend((key, depth) for key in item)
@@ -98,15 +178,15 @@ def checked_json(text: str | bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
-        raise InputProblem(
-            f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted"
-        ) from None
+        raise InputProblem(N_("JSON nested deeper than %(depth)s levels is not accepted"),
+                           depth=MAX_JSON_DEPTH) from None
     except json.JSONDecodeError:
         raise
     except ValueError as exc:  # an integer of thousands of digits, or bytes not UTF-8
         if isinstance(exc, InputProblem):
             raise
-        raise InputProblem(f"JSON the desk cannot read: {str(exc)[:120]}") from None
+        raise InputProblem(N_("JSON the desk cannot read: %(problem)s"),
+                           problem=str(exc)[:120]) from None
     _check_tree(value)
     return value
 
@@ -154,12 +234,13 @@ def _refuse_unstorable_input() -> None:
         return
     where = nul_in_request()
     if where is not None:
-        abort(400, f"{NUL_MESSAGE} (found in {where}).")
+        found = _NUL_FOUND.get(where)
+        abort(400, str(found) if found is not None else f"{NUL_MESSAGE} (found in {where}).")
     if request.is_json and _has_body() and request.get_data(cache=True):
         try:
             checked_json(request.get_data(cache=True))
         except InputProblem as exc:
-            abort(400, f"{exc}.")
+            abort(400, f"{exc.translated()}.")
         except ValueError:
             pass  # not JSON at all: each view says what it expected
 
@@ -172,11 +253,13 @@ def _bound_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
         if not (name.endswith("_id") and isinstance(value, int)):
             continue
         thing = name.removesuffix("_id").replace("_", " ")
+        said = _NO_SUCH.get(thing)
         if not 0 < value <= MAX_ID:
-            abort(404, f"There is no {thing} {value}.")
+            abort(404, said[0] % {"id": value} if said else f"There is no {thing} {value}.")
         if not request.path.isascii() and any(ch.isdigit() and not ch.isascii()
                                               for ch in request.path):
-            abort(404, f"There is no such {thing}: ids are written in the digits 0 to 9.")
+            abort(404, str(said[1]) if said else
+                  f"There is no such {thing}: ids are written in the digits 0 to 9.")
 
 
 def _wants_json() -> bool:
@@ -207,10 +290,22 @@ def _answer(exc: HTTPException) -> ResponseReturnValue:
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
         return response
+    title, message = _shown(exc, code)
     if request.headers.get("HX-Request"):
         # htmx swaps nothing on an error status; desk.js shows this text in the toast.
-        return exc.description or exc.name, code
-    return render_template("shared/error.html", error=exc), code
+        return message, code
+    return render_template("shared/error.html", error=exc, title=title, message=message), code
+
+
+def _shown(exc: HTTPException, code: int) -> tuple[str, str]:
+    """The error page's heading and words in the reader's language: Werkzeug's default
+    description of the status becomes the desk's (``DESCRIPTIONS``), words of its own stay."""
+    title = TITLES.get(code)
+    description = exc.description
+    if not description or description == type(exc).description:
+        default = DESCRIPTIONS.get(code)
+        description = str(default) if default is not None else (description or exc.name)
+    return (str(title) if title is not None else exc.name), description
 
 
 def register_errors(app: Flask) -> None:
@@ -221,7 +316,7 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> ResponseReturnValue:
-        exc.description = (
+        exc.description = gettext(
             "The form had expired or came from another site. Reload the page and try again."
         )
         return _answer(exc)
@@ -238,4 +333,5 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _answer(InternalServerError("Something went wrong on our side; it was logged."))
+        return _answer(InternalServerError(
+            gettext("Something went wrong on our side; it was logged.")))

@@ -65,9 +65,9 @@ def test_presence_switch_reaches_the_supervisor_board(
     supervisor = browser.new_context().new_page()
     log_in(supervisor, server, "sue")
     tile = supervisor.locator("#agent-2")
-    expect(tile).to_contain_text("available")
+    expect(tile).to_contain_text("Available")
     page.get_by_label("Your presence").select_option("away")
-    expect(tile).to_contain_text("away")
+    expect(tile).to_contain_text("Away")
     supervisor.context.close()
 
 

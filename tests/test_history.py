@@ -271,7 +271,7 @@ def test_times_are_shown_in_the_desk_time_zone(app: Flask, client: FlaskClient,
     app.config["DESK_TIMEZONE"] = "Asia/Tokyo"
     login(client, "sue")
     page = client.get("/history").get_data(as_text=True)
-    assert T0.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S") in page
+    assert T0.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%d/%m/%Y, %H:%M:%S") in page
     assert "Times in Asia/Tokyo" in page
 
 

@@ -62,7 +62,7 @@ def test_other_agents_and_supervisors_see_it_in_their_own_sections(server: LiveS
         assert 'data-section="calls-queue"' in recv_until(bob, 'data-state="talking"')
         frame = recv_until(sue, 'data-state="talking"')
         assert 'data-section="calls-live"' in frame
-        assert "talking with 0301" in frame  # ann's tile, in the same frame as the row
+        assert "Talking with 0301" in frame  # ann's tile, in the same frame as the row
 
 
 def test_wallboard_counters_catch_up_with_changes_that_came_too_fast(server: LiveServer) -> None:

@@ -273,7 +273,7 @@ def test_presence_reads_on_a_call_while_talking_and_offers_done_while_wrapping_u
     placetel(client, event="CallAccepted", call_id="w-11", peer=PEER)
     fragments = dict(render_changes(app, {"agents": {users["ann"]}}, {"agent", "supervisor"}))
     assert "On a call" in fragments[f"agent:{users['ann']}"]
-    assert "on a call" in fragments["supervisor"]  # the agent's tile
+    assert "On a call" in fragments["supervisor"]  # the agent's tile
     placetel(client, event="HungUp", call_id="w-11", type="accepted", duration="5")
     fragments = dict(render_changes(app, {"agents": {users["ann"]}}, {"agent"}))
     mine = fragments[f"agent:{users['ann']}"]

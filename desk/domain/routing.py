@@ -19,13 +19,17 @@ own ring group ``id``) and a *routing plan* (``id``). A decision for one of them
 nobody); a group's or routing plan's is the routing the number would get without its target
 (the available agents, else what the rules say for nobody), which also becomes the
 ``Forward`` fallback Placetel documents inside ``RoutingPlan``.
+
+Every decision says why in English (``Decision.reason``, what the event log keeps); its
+``why`` holds the same words as a catalogue message and its values, so a page (the routing
+preview) can show them in its reader's language without the policy reading any locale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 Presence = Literal["available", "away", "wrap-up", "offline"]
 Action = Literal[
@@ -50,6 +54,32 @@ DEFAULT_GROUP_RING_TIME = 40
 BACKUP_BEHAVIOURS: tuple[BackupBehaviour, ...] = ("mailbox", "routing_object")
 FALLBACKS: tuple[Fallback, ...] = ("voicemail", "queue", "busy", "hangup")
 BLOCKED_ACTIONS: tuple[BlockedAction, ...] = ("reject", "busy", "hangup")
+
+
+def N_(text: str) -> str:
+    """Marks an English message for the catalogue (``make i18n-extract``) and returns it as
+    it is: the policy speaks English, a page translates a ``Why`` when it shows one."""
+    return text
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a decision was taken: an English message (a catalogue msgid with ``%(name)s``
+    placeholders) and its values, some of them ``Why``s of their own. ``str()`` is the
+    English (``Decision.reason``); ``words(gettext)`` the same in a page's language."""
+
+    text: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def words(self, translate: Callable[[str], str] | None = None) -> str:
+        shown = {key: value.words(translate) if isinstance(value, Why) else value
+                 for key, value in self.values.items()}
+        text = translate(self.text) if translate is not None else self.text
+        return text % shown if shown else text
+
+    def __str__(self) -> str:
+        return self.words()
+
 
 # Formatting people put into phone numbers; removed before numbers are compared.
 _FORMATTING = str.maketrans("", "", " -()/.")
@@ -225,7 +255,8 @@ class Decision(Destination):
     ``RoutingPlan`` with ``prompt_id`` / ``group_id`` / ``routing_plan_id`` (Placetel only:
     ``fallback`` is what other providers do, see ``portable``).
     The remaining fields are provider options left out of the answer when None.
-    ``reason`` says why, in words for the event log.
+    ``reason`` says why, in English words for the event log; ``why`` is the same as a
+    ``Why`` (``reason`` is made from it when not given), for a page to translate.
     """
 
     action: Action
@@ -238,8 +269,11 @@ class Decision(Destination):
     forward_announcement: str | None = None
     reason: str = ""
     fallback: Decision | None = None
+    why: Why | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if self.why is not None and not self.reason:
+            object.__setattr__(self, "reason", str(self.why))
         if self.action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
         if self.action == "ring" and not any(s.agents or s.numbers for s in self.steps):
@@ -273,7 +307,8 @@ class Decision(Destination):
         ``fallback`` for those (a hang-up when none was given), else this decision."""
         if not self.placetel_only:
             return self
-        return self.fallback or Decision("hangup", reason=f"{self.reason}; elsewhere: hang up")
+        return self.fallback or Decision("hangup", why=Why(
+            N_("%(reason)s; elsewhere: hang up"), {"reason": self.why or self.reason}))
 
 
 def _can_take(agent: Agent, reachable_by: Address | None) -> bool:
@@ -282,20 +317,32 @@ def _can_take(agent: Agent, reachable_by: Address | None) -> bool:
     return reachable_by is None or bool(getattr(agent, reachable_by))
 
 
-def _fallback(rules: Rules, why: str) -> Decision:
+_FALLBACK_WHY = {
+    "voicemail": N_("%(why)s: voicemail"),
+    "queue": N_("%(why)s: queue"),
+    "busy": N_("%(why)s: busy"),
+    "hangup": N_("%(why)s: hangup"),
+}
+_PLACETEL_WHY = {
+    "prompt": N_("calls to %(number)s go to Placetel prompt %(id)s"),
+    "group": N_("calls to %(number)s go to Placetel group %(id)s"),
+    "routing_plan": N_("calls to %(number)s go to Placetel routing plan %(id)s"),
+}
+
+
+def _fallback(rules: Rules, why: Why) -> Decision:
+    said = Why(_FALLBACK_WHY[rules.when_nobody], {"why": why})
     if rules.when_nobody == "voicemail":
         return Decision(
             "voicemail",
             voicemail=True,
             voicemail_announcement=rules.voicemail_announcement,
             record=rules.record,
-            reason=f"{why}: voicemail",
+            why=said,
         )
     if rules.when_nobody == "queue":
-        return Decision(
-            "queue", queue_id=rules.queue_id, record=rules.record, reason=f"{why}: queue"
-        )
-    return Decision(rules.when_nobody, reason=f"{why}: {rules.when_nobody}")
+        return Decision("queue", queue_id=rules.queue_id, record=rules.record, why=said)
+    return Decision(rules.when_nobody, why=said)
 
 
 def decide(
@@ -315,7 +362,8 @@ def decide(
     rules = rules or Rules()
     caller = normalize_number(from_number)
     if caller and caller in {normalize_number(n) for n in rules.blocked_callers}:
-        return Decision(rules.blocked_action, reason=f"caller {from_number} is blocked")
+        return Decision(rules.blocked_action,
+                        why=Why(N_("caller %(caller)s is blocked"), {"caller": from_number}))
 
     called = normalize_number(to_number)
     targets = {normalize_number(number): target for number, target in rules.targets.items()}
@@ -325,7 +373,8 @@ def decide(
             "queue",
             queue_id=target.queue_id,
             record=rules.record,
-            reason=f"calls to {to_number} go to queue {target.queue_id}",
+            why=Why(N_("calls to %(number)s go to queue %(queue)s"),
+                    {"number": to_number, "queue": target.queue_id}),
         )
 
     by_id = {agent.id: agent for agent in agents}
@@ -353,19 +402,20 @@ def _placetel_target(
     reachable_by: Address | None,
 ) -> Decision:
     action, ident = target.placetel_target or ("hangup", "")  # the caller checked it is set
-    label = f"{TARGET_LABELS[action]} {ident}"
-    where = f"calls to {to_number} go to {label}"
+    where = Why(_PLACETEL_WHY[action], {"number": to_number, "id": ident})
     if action == "prompt":
-        fallback = Decision("hangup", reason=f"{where}, which only Placetel can play: hang up")
+        fallback = Decision("hangup", why=Why(
+            N_("%(where)s, which only Placetel can play: hang up"), {"where": where}))
     else:
         usual = _ring(_usual_groups(by_id, rules), to_number, by_id, rules, reachable_by)
-        fallback = replace(usual, reason=f"{where}, which only Placetel can reach; instead "
-                                         f"{usual.reason}")
+        fallback = replace(usual, reason="", why=Why(
+            N_("%(where)s, which only Placetel can reach; instead %(usual)s"),
+            {"where": where, "usual": usual.why or usual.reason}))
     group = action == "group"
     return Decision(
         action,
         record=rules.record,
-        reason=where,
+        why=where,
         prompt_id=ident if action == "prompt" else None,
         group_id=ident if group else None,
         routing_plan_id=ident if action == "routing_plan" else None,
@@ -393,7 +443,9 @@ def _ring(
         if ready:
             steps.append(RingStep(ready, group.ring_time))
     if not steps:
-        return _fallback(rules, f"no agent can take calls to {to_number or 'this number'}")
+        return _fallback(rules, Why(N_("no agent can take calls to %(number)s"),
+                                    {"number": to_number}) if to_number
+                         else Why(N_("no agent can take calls to this number")))
 
     # An unanswered forward can only end in voicemail or nothing: a queue or busy fallback
     # applies when nobody was free, not when free agents let it ring.
@@ -407,5 +459,6 @@ def _ring(
         voicemail_announcement=rules.voicemail_announcement if to_voicemail else None,
         music_on_hold=rules.music_on_hold,
         forward_announcement=rules.forward_announcement,
-        reason=f"ringing {count} agent(s) in {len(steps)} step(s)",
+        why=Why(N_("ringing %(count)s agent(s) in %(steps)s step(s)"),
+                {"count": count, "steps": len(steps)}),
     )

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NoReturn, cast
 
+from flask_babel import LazyString, force_locale, gettext, lazy_gettext
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -57,6 +58,68 @@ from desk.services import audit, recording, sweeper
 PARTIES = ("caller", "agent")
 PENDING = ("hangup", "drop", "split", "record", "stop-record", "pause-record", "resume-record")
 _TARGET = re.compile(r"^(sips?:)?[A-Za-z0-9+._~*#-]{1,64}(@[A-Za-z0-9.-]{1,190})?$")
+
+ACTION_NAMES: dict[str, LazyString] = {
+    "hangup": lazy_gettext("Hang up"),
+    "drop": lazy_gettext("Drop a party"),
+    "split": lazy_gettext("Split"),
+    "record": lazy_gettext("Record"),
+    "stop-record": lazy_gettext("Stop recording"),
+    "pause-record": lazy_gettext("Pause recording"),
+    "resume-record": lazy_gettext("Resume recording"),
+    "close": lazy_gettext("Close call"),
+    "dial": lazy_gettext("Dial"),
+    "wrap-up": lazy_gettext("Save wrap-up"),
+    "listen-start": lazy_gettext("Listen in"),
+    "listen-stop": lazy_gettext("Stop listening"),
+}
+"""The name a person reads for an action (audited as its code): its button's words."""
+
+PENDING_NAMES: dict[str, LazyString] = {
+    "hangup": lazy_gettext("Hanging up…"),
+    "drop": lazy_gettext("Dropping a party…"),
+    "split": lazy_gettext("Transferring…"),
+    "record": lazy_gettext("Starting recording…"),
+    "stop-record": lazy_gettext("Stopping recording…"),
+    "pause-record": lazy_gettext("Pausing recording…"),
+    "resume-record": lazy_gettext("Resuming recording…"),
+}
+"""What a row says while its action waits for the provider (``Call.pending_action``)."""
+
+OUTCOME_NAMES: dict[str, LazyString] = {
+    "ok": lazy_gettext("done"),
+    "refused": lazy_gettext("refused by the provider"),
+    "error": lazy_gettext("failed"),
+    "invalid": lazy_gettext("refused by the desk"),
+}
+"""How a press came out (``AuditEntry.outcome``), as a call's timeline says it."""
+
+
+def action_name(action: str | None) -> str:
+    """The words for ``action`` in the reader's language; an unknown code as stored."""
+    name = ACTION_NAMES.get(action or "")
+    return str(name) if name is not None else (action or "")
+
+
+def pending_name(action: str | None) -> str:
+    name = PENDING_NAMES.get(action or "")
+    return str(name) if name is not None else gettext("Working…")
+
+
+def outcome_name(outcome: str | None) -> str:
+    name = OUTCOME_NAMES.get(outcome or "")
+    return str(name) if name is not None else (outcome or "")
+
+
+def _state_label(state: str) -> str:
+    from desk.web.labels import label  # imported when used: desk.web imports this module
+
+    return label("state", state)
+
+
+def _state(call: Call) -> LazyString:
+    """The call's state as a refusal names it, in the language the refusal is read in."""
+    return LazyString(_state_label, call.state)
 
 
 class ActionRefused(Exception):
@@ -141,9 +204,9 @@ def can_act(user: User, call: Call, action: str) -> bool:
 def _load(session: Session, user: User, call_id: int) -> Call:
     call = session.get(Call, call_id)
     if call is None:
-        raise ActionRefused(f"There is no call {call_id}.", status=404)
+        raise ActionRefused(gettext("There is no call %(id)s.", id=call_id), status=404)
     if not (user.is_supervisor or call.agent_id == user.id):
-        raise ActionRefused("Agents can act on their own calls only.", status=403)
+        raise ActionRefused(gettext("Agents can act on their own calls only."), status=403)
     return call
 
 
@@ -164,10 +227,12 @@ def _claim(session: Session, call: Call, action: str, supersedes: tuple[str, ...
     if not claimed.rowcount:
         session.rollback()
         session.refresh(call)
-        raise ActionRefused(
-            f"{(call.pending_action or 'another action').capitalize()} is already in progress "
-            "on this call; wait for it to finish.",
-        )
+        if call.pending_action:
+            raise ActionRefused(gettext(
+                "“%(action)s” is already in progress on this call; wait for it to finish.",
+                action=action_name(call.pending_action)))
+        raise ActionRefused(gettext(
+            "Another action is already in progress on this call; wait for it to finish."))
     mark_changed(session, CALLS, call.id)
     session.commit()
     session.refresh(call)
@@ -207,13 +272,17 @@ def _finish(session: Session, user: User, call: Call, action: str, detail: Any,
     return Outcome(call, ok, message, status)
 
 
-def _refuse(session: Session, user: User, call: Call, action: str, message: str,
-            status: int = 409) -> NoReturn:
+def _refuse(session: Session, user: User, call: Call, action: str,
+            message: str | LazyString, status: int = 409) -> NoReturn:
+    """Audit the refusal (in English, as the log keeps it) and raise it in the reader's
+    language."""
     end_reads(session)
+    with force_locale("en"):
+        english = str(message)
     audit.record(session, user_id=user.id, action=action, outcome="invalid", call_id=call.id,
-                 detail=message)
+                 detail=english)
     session.commit()
-    raise ActionRefused(message, status)
+    raise ActionRefused(str(message), status)
 
 
 def _prepare(session: Session, user: User, call: Call, action: str,
@@ -221,7 +290,8 @@ def _prepare(session: Session, user: User, call: Call, action: str,
     """The provider's ``Request`` for ``action``; its ``NotPossible`` is audited."""
     module = _module(call)
     if module is None:
-        _refuse(session, user, call, action, "The desk cannot control calls from this provider.")
+        _refuse(session, user, call, action,
+                lazy_gettext("The desk cannot control calls from this provider."))
     try:
         return prepare(module)
     except NotPossible as exc:
@@ -231,8 +301,9 @@ def _prepare(session: Session, user: User, call: Call, action: str,
 def hangup(session: Session, user: User, call_id: int, config: Mapping[str, Any]) -> Outcome:
     call = _load(session, user, call_id)
     if not can_act(user, call, "hangup"):
-        _refuse(session, user, call, "hangup",
-                f"This {call.state} call cannot be hung up from the desk.")
+        _refuse(session, user, call, "hangup", lazy_gettext(
+            "This call cannot be hung up from the desk (state: %(state)s).",
+            state=_state(call)))
     request = _prepare(session, user, call, "hangup", lambda m: m.hangup(call, config))
     # A pending split, drop or recording does not stand in the way; a pending hang up does.
     _claim(session, call, "hangup", supersedes=tuple(a for a in PENDING if a != "hangup"),
@@ -246,11 +317,12 @@ def drop_party(session: Session, user: User, call_id: int, party: str | None,
     """Hang up one side only: the caller, or the agent's leg."""
     call = _load(session, user, call_id)
     if party not in PARTIES:
-        _refuse(session, user, call, "drop", "Say which party to drop: caller or agent.",
-                status=400)
+        _refuse(session, user, call, "drop",
+                lazy_gettext("Say which party to drop: caller or agent."), status=400)
     if not can_act(user, call, "drop"):
-        _refuse(session, user, call, "drop", f"A party can be dropped from a call in conversation "
-                                    f"only, not from a {call.state} one.")
+        _refuse(session, user, call, "drop", lazy_gettext(
+            "A party can be dropped only from a call in conversation (this call: %(state)s).",
+            state=_state(call)))
     request = _prepare(session, user, call, "drop", lambda m: m.drop(call, party, config))
     _claim(session, call, "drop", **request.values)
     return _finish(session, user, call, "drop", {"party": party, **request.detail}, request.send,
@@ -262,12 +334,13 @@ def split(session: Session, user: User, call_id: int, target: str | None,
     call = _load(session, user, call_id)
     target = (target or "").strip() or None
     if target is not None and not _TARGET.match(target):
-        _refuse(session, user, call, "split",
-                "The transfer target must be a number, an extension or a SIP address like "
-                "sip:101@example.com.", status=400)
+        _refuse(session, user, call, "split", lazy_gettext(
+            "The transfer target must be a number, an extension or a SIP address like "
+            "%(example)s.", example="sip:101@example.com"), status=400)
     if not can_act(user, call, "split"):
-        _refuse(session, user, call, "split", f"Only a call in conversation can be split, not a "
-                                     f"{call.state} one.")
+        _refuse(session, user, call, "split", lazy_gettext(
+            "Only a call in conversation can be split (this call: %(state)s).",
+            state=_state(call)))
     request = _prepare(session, user, call, "split", lambda m: m.split(call, target, config))
     _claim(session, call, "split", transfer_to=target, **request.values)
     return _finish(session, user, call, "split", {"transfer_to": target, **request.detail},
@@ -278,12 +351,15 @@ def start_recording(session: Session, user: User, call_id: int,
                     config: Mapping[str, Any]) -> Outcome:
     call = _load(session, user, call_id)
     if not can_act(user, call, "record"):
-        _refuse(session, user, call, "record",
-                f"Only a call in conversation can be recorded, not a {call.state} one.")
+        _refuse(session, user, call, "record", lazy_gettext(
+            "Only a call in conversation can be recorded (this call: %(state)s).",
+            state=_state(call)))
     if call.recording_state in ("pending", "on", "stopping"):
-        _refuse(session, user, call, "record", "This call is being recorded already.")
+        _refuse(session, user, call, "record",
+                lazy_gettext("This call is being recorded already."))
     if call.recording_state == "paused":
-        _refuse(session, user, call, "record", "This call's recording is paused; resume it.")
+        _refuse(session, user, call, "record",
+                lazy_gettext("This call's recording is paused; resume it."))
     part = recording.next_position(session, call.id)
     request = _prepare(session, user, call, "record",
                        lambda m: m.start_recording(call, config, part=part))
@@ -307,11 +383,12 @@ def pause_recording(session: Session, user: User, call_id: int,
     """Stop the recording for now; the row says *Recording paused* until it resumes."""
     call = _load(session, user, call_id)
     if not can_act(user, call, "pause"):
-        _refuse(session, user, call, "pause-record",
-                f"Only the recording of a call in conversation can be paused, not of a "
-                f"{call.state} one.")
+        _refuse(session, user, call, "pause-record", lazy_gettext(
+            "Only the recording of a call in conversation can be paused (this call: "
+            "%(state)s).", state=_state(call)))
     if call.recording_state != "on":
-        _refuse(session, user, call, "pause-record", "This call is not being recorded.")
+        _refuse(session, user, call, "pause-record",
+                lazy_gettext("This call is not being recorded."))
     request = _prepare(session, user, call, "pause-record",
                        lambda m: m.stop_recording(call, config))
     _claim(session, call, "pause-record", **request.values)
@@ -325,11 +402,12 @@ def resume_recording(session: Session, user: User, call_id: int,
     """Record again after a pause, into the next segment's file."""
     call = _load(session, user, call_id)
     if not can_act(user, call, "pause"):
-        _refuse(session, user, call, "resume-record",
-                f"Only the recording of a call in conversation can be resumed, not of a "
-                f"{call.state} one.")
+        _refuse(session, user, call, "resume-record", lazy_gettext(
+            "Only the recording of a call in conversation can be resumed (this call: "
+            "%(state)s).", state=_state(call)))
     if call.recording_state != "paused":
-        _refuse(session, user, call, "resume-record", "This call's recording is not paused.")
+        _refuse(session, user, call, "resume-record",
+                lazy_gettext("This call's recording is not paused."))
     part = recording.next_position(session, call.id)
     request = _prepare(session, user, call, "resume-record",
                        lambda m: m.start_recording(call, config, part=part))
@@ -343,7 +421,8 @@ def stop_recording(session: Session, user: User, call_id: int,
                    config: Mapping[str, Any]) -> Outcome:
     call = _load(session, user, call_id)
     if call.recording_state != "on":
-        _refuse(session, user, call, "stop-record", "This call is not being recorded.")
+        _refuse(session, user, call, "stop-record",
+                lazy_gettext("This call is not being recorded."))
     request = _prepare(session, user, call, "stop-record",
                        lambda m: m.stop_recording(call, config))
     _claim(session, call, "stop-record", recording_state="stopping", **request.values)
@@ -357,15 +436,16 @@ def stop_recording(session: Session, user: User, call_id: int,
 def close(session: Session, user: User, call_id: int) -> Outcome:
     """Supervisors: end a live call on the desk (its provider will not say it ended)."""
     if not user.is_supervisor:
-        raise ActionRefused("Only supervisors can close a call on the desk.", status=403)
+        raise ActionRefused(gettext("Only supervisors can close a call on the desk."),
+                            status=403)
     call = _load(session, user, call_id)
     if not call.is_live:
-        _refuse(session, user, call, "close", "This call has ended already.")
+        _refuse(session, user, call, "close", lazy_gettext("This call has ended already."))
     closed = sweeper.close(session, call.id, end_cause=sweeper.CLOSED_CAUSE, action="close",
                            user_id=user.id)
     if closed is None:  # ended between the look and the lock
         session.refresh(call)
-        _refuse(session, user, call, "close", "This call has ended already.")
+        _refuse(session, user, call, "close", lazy_gettext("This call has ended already."))
     return Outcome(closed, True, "")
 
 
@@ -376,20 +456,23 @@ def recording_url(session: Session, user: User, call_id: int,
     call = _load(session, user, call_id)
     module = _module(call)
     if module is None:
-        raise ActionRefused("This call has no recording ready to play.", status=404)
+        raise ActionRefused(gettext("This call has no recording ready to play."), status=404)
     if part is not None:
         segment = next((s for s in recording.segments(session, call.id)
                         if s.position == part), None)
         if segment is None or segment.state != "ready":
-            raise ActionRefused(f"Part {part} of this call's recording is not ready to play.",
-                                status=404)
+            raise ActionRefused(gettext(
+                "Part %(part)s of this call's recording is not ready to play.", part=part),
+                status=404)
         try:
             return str(module.recording_url(call, config, file_name=segment.file_name))
         except ProviderFailure as exc:
-            raise ActionRefused(f"The recording cannot be fetched: {exc}", status=502) from exc
+            raise ActionRefused(gettext("The recording cannot be fetched: %(reason)s",
+                                        reason=str(exc)), status=502) from exc
     if call.recording_state != "ready" or not call.recording_file_name:
-        raise ActionRefused("This call has no recording ready to play.", status=404)
+        raise ActionRefused(gettext("This call has no recording ready to play."), status=404)
     try:
         return str(module.recording_url(call, config))
     except ProviderFailure as exc:
-        raise ActionRefused(f"The recording cannot be fetched: {exc}", status=502) from exc
+        raise ActionRefused(gettext("The recording cannot be fetched: %(reason)s",
+                                    reason=str(exc)), status=502) from exc

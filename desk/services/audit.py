@@ -3,7 +3,10 @@
 ``record`` adds the entry to the caller's session and transaction, so an action and its
 audit entry commit together. Outcomes: ``ok`` (the provider accepted), ``refused`` (it said
 no), ``error`` (timed out, unreachable, or answered something we could not read),
-``invalid`` (the desk refused the input before calling anyone).
+``invalid`` (the desk refused the input before calling anyone). Entries keep these English
+codes; the audit page shows them in its reader's language (the outcomes and the buttons'
+actions as ``desk.services.actions`` names them, the actions only the log has as
+``ACTION_LABELS`` says).
 """
 
 from __future__ import annotations
@@ -11,11 +14,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask_babel import LazyString, lazy_gettext
 from sqlalchemy.orm import Session
 
 from desk.models import AuditEntry
 
 OUTCOMES = ("ok", "refused", "error", "invalid")
+ACTION_LABELS: dict[str, LazyString] = {
+    "routing.update": lazy_gettext("Save routing"),
+    "dispositions": lazy_gettext("Save dispositions"),
+    "auto-close": lazy_gettext("Close a silent call"),
+    "pending-expired": lazy_gettext("Clear an unconfirmed action"),
+}
+"""What the audit page calls the actions no button names (``desk.services.actions.ACTION_NAMES``
+has the buttons'): the desk's own sweeps and the supervisors' settings."""
 
 
 def _text(value: Any) -> str | None:

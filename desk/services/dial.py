@@ -19,6 +19,10 @@
    "failed" with the reason in ``action_error``; one it may have placed (timeout, 5xx, a
    dropped connection) stays "dialling" with a warning, because its notifications may still
    come and a late "ringing" could not revive an ended row.
+
+Every message here is lazy (``lazy_gettext``): the dial form shows it in the agent's
+language, ``POST /api/v1/dial`` in English, and what is stored (the audit log,
+``Call.action_error``) is its English (``rules.english``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from flask_babel import force_locale, lazy_gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +45,7 @@ from desk.providers.teleforge.rules import (
     PROVIDER,
     DialInvalid,
     DialRequest,
+    english,
     generate_reference,
     is_extension,
     normalise_number,
@@ -50,6 +56,9 @@ from desk.services import audit, ingest
 from desk.services.visibility import can_see
 
 FIELDS = ("agent", "callee", "outbound_id", "reference")
+CHECK_FIELDS = lazy_gettext("Check the highlighted fields.")
+REFERENCE_USED = lazy_gettext("This reference was used already: type another, or leave it empty.")
+_NONE_SET = lazy_gettext("none set")
 # A form's one-time token: it becomes the generated reference, so a double submit collides.
 _ATTEMPT = re.compile(r"[A-Za-z0-9]{16,64}")
 
@@ -62,12 +71,12 @@ class DialRefused(Exception):
     def __init__(
         self,
         status: int,
-        message: str,
-        errors: dict[str, str] | None = None,
-        warnings: dict[str, str] | None = None,
+        message: Any,
+        errors: dict[str, Any] | None = None,
+        warnings: dict[str, Any] | None = None,
         call: Call | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(english(message))
         self.status = status
         self.message = message
         self.errors = dict(errors or {})
@@ -81,8 +90,8 @@ class DialNeedsConfirmation(DialRefused):
     sentence; ``message`` is all of them. ``current_call`` is the call the person rung first
     is on, if that is the reason."""
 
-    def __init__(self, questions: dict[str, str], current_call: Call | None = None) -> None:
-        super().__init__(409, " ".join(questions.values()))
+    def __init__(self, questions: dict[str, Any], current_call: Call | None = None) -> None:
+        super().__init__(409, " ".join(map(str, questions.values())))
         self.questions = dict(questions)
         self.current_call = current_call
 
@@ -110,7 +119,7 @@ def reference_for_attempt(attempt: str | None) -> str | None:
     return None
 
 
-def check_field(name: str, raw: str) -> tuple[str, str | None, str | None]:
+def check_field(name: str, raw: str) -> tuple[str, Any, Any]:
     """Check one field as the agent types: (normalised value, error, warning).
 
     The other fields are filled with known-good values so only ``name`` can fail, which
@@ -135,7 +144,7 @@ def agent_user(session: Session, extension: str) -> User | None:
     ).first()
 
 
-def unknown_extension(session: Session, value: str) -> str | None:
+def unknown_extension(session: Session, value: str) -> Any:
     """The message for an extension (3 or 4 digits) nobody has, else None.
 
     A phone number to ring first is still allowed: Teleforge's "agent" may be "the first
@@ -143,17 +152,36 @@ def unknown_extension(session: Session, value: str) -> str | None:
     """
     if not is_extension(value) or agent_user(session, value) is not None:
         return None
-    return (f"No agent has extension {value}. Pick an agent from the list, or type a phone "
-            "number to ring first.")
+    return lazy_gettext("No agent has extension %(extension)s. Pick an agent from the list, or "
+                        "type a phone number to ring first.", extension=value)
 
 
-def _describe(call: Call) -> str:
+def _on_call(user: User, owner: User, call: Call) -> Any:
+    """The question for a dial whose first ring goes to someone on a call already: one whole
+    sentence per case, as languages order them differently."""
     other = (call.from_number if call.direction == "inbound" else call.to_number) or "?"
+    if owner.id == user.id:
+        if call.state == "talking":
+            return lazy_gettext("You are on a call already (talking with %(number)s).",
+                                number=other)
+        if call.state == "ringing" and call.direction == "inbound":
+            return lazy_gettext("You are on a call already (a call from %(number)s is "
+                                "ringing).", number=other)
+        if call.state == "ringing":
+            return lazy_gettext("You are on a call already (a call to %(number)s is ringing).",
+                                number=other)
+        return lazy_gettext("You are on a call already (dialling %(number)s).", number=other)
     if call.state == "talking":
-        return f"talking with {other}"
+        return lazy_gettext("%(name)s is on a call already (talking with %(number)s).",
+                            name=owner.name, number=other)
+    if call.state == "ringing" and call.direction == "inbound":
+        return lazy_gettext("%(name)s is on a call already (a call from %(number)s is "
+                            "ringing).", name=owner.name, number=other)
     if call.state == "ringing":
-        return f"a call {'from' if call.direction == 'inbound' else 'to'} {other} is ringing"
-    return f"dialling {other}"
+        return lazy_gettext("%(name)s is on a call already (a call to %(number)s is ringing).",
+                            name=owner.name, number=other)
+    return lazy_gettext("%(name)s is on a call already (dialling %(number)s).",
+                        name=owner.name, number=other)
 
 
 def questions_before_dialling(
@@ -164,7 +192,7 @@ def questions_before_dialling(
     same dial sent again, answered as a duplicate."""
     if owner is None:
         return {}, None
-    questions: dict[str, str] = {}
+    questions: dict[str, Any] = {}
     current = session.scalars(
         select(Call).where(
             Call.agent_id == owner.id, Call.state.in_(LIVE_STATES),
@@ -172,11 +200,11 @@ def questions_before_dialling(
         ).order_by(Call.started_at.desc(), Call.id.desc()).limit(1)
     ).first()
     if current is not None:
-        who = "You are" if owner.id == user.id else f"{owner.name} is"
-        questions["on_call"] = f"{who} on a call already ({_describe(current)})."
+        questions["on_call"] = _on_call(user, owner, current)
     if owner.id != user.id and owner.presence == "offline":
-        questions["offline"] = (
-            f"{owner.name} is offline, so nobody may answer extension {request.agent}."
+        questions["offline"] = lazy_gettext(
+            "%(name)s is offline, so nobody may answer extension %(extension)s.",
+            name=owner.name, extension=request.agent,
         )
     return questions, current
 
@@ -195,36 +223,42 @@ def resolve_agent(session: Session, user: User, agent: str | None) -> tuple[str,
     own = user.extension or ""
     if requested and normalise_number(requested) != own:
         raise DialRefused(
-            403, f"Agents dial from their own extension ({own or 'none set'}); "
-            "ask a supervisor to dial on behalf of someone else.",
-            errors={"agent": f"You can only dial from your own extension ({own or 'none set'})."},
+            403, lazy_gettext("Agents dial from their own extension (%(extension)s); ask a "
+                              "supervisor to dial on behalf of someone else.",
+                              extension=own or _NONE_SET),
+            errors={"agent": lazy_gettext(
+                "You can only dial from your own extension (%(extension)s).",
+                extension=own or _NONE_SET)},
         )
     if not own:
         raise DialRefused(
-            422, "You have no extension, so the desk cannot ring you first. Ask an "
-            "administrator to give you one (users create ... --extension EXT).",
-            errors={"agent": "You have no extension, so the desk cannot ring you first."},
+            422, lazy_gettext("You have no extension, so the desk cannot ring you first. Ask "
+                              "an administrator to give you one (users create ... --extension "
+                              "EXT)."),
+            errors={"agent": lazy_gettext(
+                "You have no extension, so the desk cannot ring you first.")},
         )
     return own, user
 
 
 def _refuse_invalid(
-    session: Session, user: User, fields: dict[str, str], errors: dict[str, str],
-    warnings: dict[str, str], message: str = "Check the highlighted fields.",
+    session: Session, user: User, fields: dict[str, str], errors: dict[str, Any],
+    warnings: dict[str, Any], message: Any = CHECK_FIELDS,
 ) -> NoReturn:
     """Audit a dial refused for its input, and refuse it (422, messages by field)."""
     end_reads(session)
-    audit.record(session, user_id=user.id, action="dial", outcome="invalid",
-                 detail={"fields": fields, "errors": errors})
+    with force_locale("en"):  # the audit log keeps the messages in English
+        audit.record(session, user_id=user.id, action="dial", outcome="invalid",
+                     detail={"fields": fields, "errors": errors})
     session.commit()
     raise DialRefused(422, message, errors=errors, warnings=warnings) from None
 
 
-def _end_failed(call: Call, message: str) -> None:
+def _end_failed(call: Call, message: Any) -> None:
     """End a dial Teleforge certainly did not place, through the same fold as its events."""
     merge(call, CallEvent(provider=call.provider, provider_call_id=call.provider_call_id,
                           kind="ended", at=utcnow(), end_cause="failed"))
-    call.action_error = message
+    call.action_error = english(message)
 
 
 def place_call(
@@ -249,8 +283,9 @@ def place_call(
     """
     if client is None:
         raise DialRefused(
-            503, "Click-to-dial is not configured: set DESK_TELEFORGE_URL to your Teleforge "
-            "PBX (for example http://pbx:8300) and restart the desk."
+            503, lazy_gettext("Click-to-dial is not configured: set DESK_TELEFORGE_URL to your "
+                              "Teleforge PBX (for example http://pbx:8300) and restart the "
+                              "desk.")
         )
     agent_value, owner = resolve_agent(session, user, agent)
     generated = not reference.strip()
@@ -286,20 +321,20 @@ def place_call(
         ).first()
         if existing is not None and not can_see(user, existing):
             existing = None  # another agent's ended call: its number is not this user's to see
+        message: Any
         if generated:
-            message = (
-                f"This dial was sent already (call to {existing.to_number if existing else '?'}"
-                "); it was not placed again."
+            message = lazy_gettext(
+                "This dial was sent already (call to %(number)s); it was not placed again.",
+                number=(existing.to_number if existing else None) or "?",
             )
         else:
-            message = (
-                f"A call with reference {request.reference!r} exists already; it was not placed "
-                "again. Use a new reference, or leave it empty to have one generated."
+            message = lazy_gettext(
+                "A call with reference %(reference)s exists already; it was not placed again. "
+                "Use a new reference, or leave it empty to have one generated.",
+                reference=repr(request.reference),
             )
         raise DialRefused(
-            409, message, errors={} if generated else {
-                "reference": "This reference was used already: type another, or leave it empty."
-            },
+            409, message, errors={} if generated else {"reference": REFERENCE_USED},
             call=existing,
         )
 
@@ -318,25 +353,28 @@ def place_call(
     except TeleforgeError as exc:
         outcome.error = exc
         if exc.may_have_dialled:
-            call.action_error = exc.message
+            call.action_error = english(exc.message)
             call.version = (call.version or 0) + 1
         else:
             _end_failed(call, exc.message)
         mark_changed(session, CALLS, call.id)
         if call.agent_id:
             mark_changed(session, AGENTS, call.agent_id)
-        audit.record(
-            session, user_id=user.id, call_id=call.id, action="dial",
-            outcome="refused" if exc.kind == "rejected" else "error",
-            detail={**detail, "kind": exc.kind, "may_have_dialled": exc.may_have_dialled},
-            provider_answer={"status": exc.status, "body": exc.body, "message": exc.message},
-        )
+        with force_locale("en"):  # the audit log keeps the messages in English
+            audit.record(
+                session, user_id=user.id, call_id=call.id, action="dial",
+                outcome="refused" if exc.kind == "rejected" else "error",
+                detail={**detail, "kind": exc.kind, "may_have_dialled": exc.may_have_dialled},
+                provider_answer={"status": exc.status, "body": exc.body,
+                                 "message": exc.message},
+            )
     else:
-        audit.record(
-            session, user_id=user.id, call_id=call.id, action="dial", outcome="ok",
-            detail=detail,
-            provider_answer={"status": outcome.result.status, "body": outcome.result.body},
-        )
+        with force_locale("en"):
+            audit.record(
+                session, user_id=user.id, call_id=call.id, action="dial", outcome="ok",
+                detail=detail,
+                provider_answer={"status": outcome.result.status, "body": outcome.result.body},
+            )
     session.commit()
     return outcome
 

@@ -15,6 +15,9 @@ first: a routing answer names one monitoring address.
 
 Numbers are compared without spaces, dashes, dots, slashes, brackets and a leading ``+``
 (``+27 82 000-1234`` and ``27820001234`` are the same number; ``0027…`` is not).
+
+A refusal says what to fix in the asker's language (``ListenRefused.message``; the API's is
+English) and goes to the audit log in English (``ListenRefused.english``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
@@ -37,13 +41,24 @@ _SIP_URI = re.compile(r"^sips?:[A-Za-z0-9+._~*#!$&'=%-]{1,64}@[A-Za-z0-9.-]{1,19
 AnySession = Session | scoped_session[Session]
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalogue; ``ListenRefused`` translates it."""
+    return text
+
+
 class ListenRefused(Exception):
     """A listen-in cannot be started or stopped; ``status`` is the HTTP status, ``field``
-    the form field the message is about (None: the request as a whole)."""
+    the form field the message is about (None: the request as a whole).
 
-    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.field = message, status, field
+    ``text`` is an English catalogue message with ``%(name)s`` placeholders for ``values``:
+    ``message`` is it in the request's language, ``english`` as the audit log keeps it."""
+
+    def __init__(self, text: str, status: int = 400, field: str | None = None,
+                 **values: Any) -> None:
+        self.english = text % values if values else text
+        super().__init__(self.english)
+        self.message: str = gettext(text, **values)
+        self.status, self.field = status, field
 
 
 def normalise_number(value: str | None) -> str | None:
@@ -71,8 +86,8 @@ def _user_part(address: str) -> str:
 def describe(rule: ListenIn) -> str:
     """What a rule listens to, in words: ``ann's calls``, ``calls to 0221``."""
     if rule.agent is not None:
-        return f"{rule.agent.name}'s calls"
-    return f"calls to {rule.number}"
+        return gettext("%(agent)s's calls", agent=rule.agent.name)
+    return gettext("calls to %(number)s", number=rule.number)
 
 
 def to_json(rule: ListenIn) -> dict[str, Any]:
@@ -129,7 +144,7 @@ def _refuse(session: Session, user: User, action: str, problem: ListenRefused,
     """``problem``, written to the audit log as an invalid attempt first."""
     session.rollback()
     audit.record(session, user_id=user.id, action=action, outcome="invalid",
-                 detail={**detail, "reason": problem.message})
+                 detail={**detail, "reason": problem.english})
     session.commit()
     return problem
 
@@ -139,20 +154,21 @@ def _agent(session: Session, agent_id: Any, agent_name: Any) -> User | None:
         try:
             wanted = int(str(agent_id).strip())
         except ValueError:
-            raise ListenRefused(f"'agent_id' must be a user id, not {str(agent_id)[:40]!r}.",
-                                field="agent") from None
+            raise ListenRefused(N_("'agent_id' must be a user id, not %(value)s."),
+                                field="agent", value=repr(str(agent_id)[:40])) from None
         person = session.get(User, wanted)
         if person is None:
-            raise ListenRefused(f"There is no user {wanted}.", status=404, field="agent")
+            raise ListenRefused(N_("There is no user %(id)s."), status=404, field="agent",
+                                id=wanted)
         return person
     if agent_name not in (None, ""):
         if not isinstance(agent_name, str):
-            raise ListenRefused("'agent' must be a user's name.", field="agent")
+            raise ListenRefused(N_("'agent' must be a user's name."), field="agent")
         person = session.scalars(select(User).where(
             func.lower(User.name) == agent_name.strip().lower())).first()
         if person is None:
-            raise ListenRefused(f"There is no user named {agent_name.strip()[:80]!r}.",
-                                status=404, field="agent")
+            raise ListenRefused(N_("There is no user named %(name)s."), status=404,
+                                field="agent", name=repr(agent_name.strip()[:80]))
         return person
     return None
 
@@ -164,7 +180,7 @@ def start(
     """Start listening to one agent's calls or to the calls to one number, at ``address``
     (default: ``user``'s own SIP peer). Raises ``ListenRefused`` saying what to fix."""
     if not user.is_supervisor:
-        raise ListenRefused("Only supervisors can listen in on calls.", status=403)
+        raise ListenRefused(N_("Only supervisors can listen in on calls."), status=403)
     detail: dict[str, Any] = {"agent_id": agent_id, "agent": agent_name, "number": number,
                               "address": address}
     detail = {key: value for key, value in detail.items() if value not in (None, "")}
@@ -172,42 +188,50 @@ def start(
     try:
         agent = _agent(session, agent_id, agent_name)
         if number is not None and not isinstance(number, str):
-            raise ListenRefused("'number' must be text, such as 0221 or +27 82 000 1234.",
+            raise ListenRefused(N_("'number' must be text, such as 0221 or +27 82 000 1234."),
                                 field="number")
         given_number = (number or "").strip()
         if agent is None and not given_number:
-            raise ListenRefused("Say whose calls to listen to: pick an agent, or give a number.",
-                                field="agent")
+            raise ListenRefused(N_("Say whose calls to listen to: pick an agent, or give a "
+                                   "number."), field="agent")
         if agent is not None and given_number:
-            raise ListenRefused("Pick an agent or give a number, not both: each listen-in is "
-                                "one or the other.", field="number")
+            raise ListenRefused(N_("Pick an agent or give a number, not both: each listen-in "
+                                   "is one or the other."), field="number")
         if agent is not None and agent.id == user.id:
-            raise ListenRefused("You cannot listen in on your own calls.", field="agent")
+            raise ListenRefused(N_("You cannot listen in on your own calls."), field="agent")
         wanted = normalise_number(given_number) if given_number else None
         if given_number and wanted is None:
-            raise ListenRefused(f"{given_number[:40]!r} is not a phone number (digits, "
-                                "optionally with +, spaces or dashes).", field="number")
+            raise ListenRefused(N_("%(value)s is not a phone number (digits, optionally with "
+                                   "+, spaces or dashes)."), field="number",
+                                value=repr(given_number[:40]))
         if address is not None and not isinstance(address, str):
-            raise ListenRefused("'address' must be text: a SIP address.", field="address")
+            raise ListenRefused(N_("'address' must be text: a SIP address."), field="address")
         typed = (address or "").strip() or (user.sip_peer or "")
         if not typed:
-            raise ListenRefused("Give the SIP address your phone answers at "
-                                "(sip:you@pbx.example): you have no SIP peer set.",
+            raise ListenRefused(N_("Give the SIP address your phone answers at "
+                                   "(sip:you@pbx.example): you have no SIP peer set."),
                                 field="address")
         try:
             where = sip_address(typed)
         except ValueError:
-            raise ListenRefused(f"{typed[:80]!r} is not a SIP address; it looks like "
-                                "sip:you@pbx.example.", field="address") from None
-        what = f"{agent.name}'s calls" if agent else f"calls to {wanted}"
+            raise ListenRefused(N_("%(value)s is not a SIP address; it looks like "
+                                   "sip:you@pbx.example."), field="address",
+                                value=repr(typed[:80])) from None
+        # Named before the flush: a failed one leaves the session unable to load anything.
+        whose = agent.name if agent is not None else None
         rule = ListenIn(supervisor_id=user.id, agent_id=agent.id if agent else None,
                         number=wanted, address=where)
         session.add(rule)
         try:
             session.flush()
         except IntegrityError:
-            raise ListenRefused(f"You are listening to {what} already; stop that first to "
-                                "change the address.", status=409) from None
+            if whose is not None:
+                raise ListenRefused(N_("You are listening to %(agent)s's calls already; stop "
+                                       "that first to change the address."), status=409,
+                                    agent=whose) from None
+            raise ListenRefused(N_("You are listening to the calls to %(number)s already; "
+                                   "stop that first to change the address."), status=409,
+                                number=wanted) from None
     except ListenRefused as problem:
         raise _refuse(session, user, "listen-start", problem, detail) from None
     audit.record(session, user_id=user.id, action="listen-start", outcome="ok",
@@ -229,23 +253,24 @@ def find_own(session: Session, user: User, *, agent_id: Any = None, agent_name: 
     elif isinstance(number, str) and normalise_number(number):
         query = query.where(ListenIn.number == normalise_number(number))
     else:
-        raise ListenRefused("Say which listen-in to stop: its id, an agent or a number.")
+        raise ListenRefused(N_("Say which listen-in to stop: its id, an agent or a number."))
     found = session.scalar(query)
     if found is None:
-        raise ListenRefused("You are not listening to those calls.", status=404)
+        raise ListenRefused(N_("You are not listening to those calls."), status=404)
     return found
 
 
 def stop(session: Session, user: User, rule_id: int) -> dict[str, Any]:
     """Stop listen-in ``rule_id``; what it was, as ``to_json`` shows it."""
     if not user.is_supervisor:
-        raise ListenRefused("Only supervisors can stop a listen-in.", status=403)
+        raise ListenRefused(N_("Only supervisors can stop a listen-in."), status=403)
     end_reads(session)
     rule = session.get(ListenIn, rule_id)
     if rule is None:
         raise _refuse(session, user, "listen-stop",
-                      ListenRefused(f"There is no listen-in {rule_id}; it may have been "
-                                    "stopped already.", status=404), {"listen_in": rule_id})
+                      ListenRefused(N_("There is no listen-in %(id)s; it may have been "
+                                       "stopped already."), status=404, id=rule_id),
+                      {"listen_in": rule_id})
     was = to_json(rule)
     session.delete(rule)
     audit.record(session, user_id=user.id, action="listen-stop", outcome="ok",

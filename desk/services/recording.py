@@ -18,14 +18,19 @@ UPDATEs, so they cannot undo each other; one segment failing leaves the others a
 while a pause stands, and once nothing is recording or waiting for its file any more,
 ``ready`` when at least one segment is (failed ones are named in ``Call.recording_error``),
 ``failed`` when all failed.
+
+Those errors are stored in English, as the API gives them; ``error_text`` says them in the
+reader's language on a page (a provider's own reason stays as it came).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import LazyString, gettext, lazy_gettext
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, scoped_session
 
@@ -33,6 +38,14 @@ from desk.models import Call, RecordingSegment, User, utcnow
 
 AnySession = Session | scoped_session[Session]
 OUTSTANDING = ("recording", "saving")  # no file confirmed yet
+FAILED = "the recording failed"
+NO_REASON = "no reason given"
+KNOWN_ERRORS: dict[str, LazyString] = {
+    FAILED: lazy_gettext("the recording failed"),
+    NO_REASON: lazy_gettext("no reason given"),
+}
+"""The desk's own fixed error texts (stored in English), as a page says them."""
+_PART_FAILED = re.compile(r"part (\d+) failed: (.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ def file_confirmed(session: Session, call: Call, file_name: str | None, ok: bool
         session.add(segment)
     segment.state = "ready" if ok else "failed"
     segment.file_size = size if ok else segment.file_size
-    segment.error = None if ok else (reason or "the recording failed")
+    segment.error = None if ok else (reason or FAILED)
     if segment.stopped_at is None:
         segment.stopped_at = utcnow()
     session.flush()
@@ -147,11 +160,32 @@ def settle(session: Session, call: Call) -> None:
     failed = [s for s in found if s.state == "failed"]
     if len(failed) == len(found):
         call.recording_state = "failed"
-        call.recording_error = failed[-1].error or "the recording failed"
+        call.recording_error = failed[-1].error or FAILED
         return
     call.recording_state = "ready"
     call.recording_error = "; ".join(
-        f"part {s.position} failed: {s.error or 'no reason given'}" for s in failed) or None
+        f"part {s.position} failed: {s.error or NO_REASON}" for s in failed) or None
+
+
+def error_text(stored: str | None) -> str:
+    """A stored recording error (``Call.recording_error``, ``RecordingSegment.error``) in the
+    reader's language: the desk's own words translated, a provider's reason as it came."""
+    if not stored:
+        return ""
+    said = []
+    for piece in stored.split("; "):
+        part = _PART_FAILED.fullmatch(piece)
+        if part is not None:
+            said.append(gettext("part %(part)s failed: %(reason)s", part=part[1],
+                                reason=_known(part[2])))
+        else:
+            said.append(_known(piece))
+    return "; ".join(said)
+
+
+def _known(text: str) -> str:
+    known = KNOWN_ERRORS.get(text)
+    return str(known) if known is not None else text
 
 
 def paused_spans(call: Call, found: list[RecordingSegment]) -> list[PausedSpan]:

@@ -3,10 +3,11 @@
 ``desk.domain.routing`` is the pure policy; this module feeds it. The rules are one JSON document
 in the ``routing_config`` row (no row, or a disabled one, means ``Rules()``: every available
 agent rings for 60 s, then voicemail). ``rules_from_document`` is the one validator of that
-document — the supervisor page and the loader both go through it — and raises ``ValueError``
-naming the field. Agents are built from the ``users`` table: only role ``agent`` is routed
-to, with presence as set on the board and ``active_calls`` counted from live calls.
-``decide_for_call`` is what every provider webhook calls (Placetel's IncomingCall,
+document — the supervisor page and the loader both go through it — and raises
+``InputProblem`` (a ``ValueError``: English as ``str()``, the reader's language as
+``translated()``) naming the field. Agents are built from the ``users`` table: only role
+``agent`` is routed to, with presence as set on the board and ``active_calls`` counted from
+live calls. ``decide_for_call`` is what every provider webhook calls (Placetel's IncomingCall,
 Stringee's number answer URL, mediaservice's newCall), so one set of rules answers them all;
 only Placetel gets its own prompts, groups and routing plans, every other provider their
 fallback (``Decision.portable``). What a provider was told to ring is kept on the call with
@@ -54,6 +55,7 @@ from desk.domain.routing import (
     decide,
     normalize_number,
 )
+from desk.errors import N_, InputProblem
 from desk.live.changes import CALLS, mark_changed
 from desk.models import LIVE_STATES, Call, RoutingConfig, User, utcnow
 from desk.services.wrapup import effective_presence
@@ -76,18 +78,27 @@ Choice = TypeVar("Choice", bound=str)
 
 
 # --- field validators (also used by the supervisor page) --------------------------------
+# Each raises ``InputProblem``: ``field`` is the document's path ("targets['0221']") or, from
+# the page, the field's label in the reader's language; ``value`` is what was given, quoted.
+
+
+def _shown(value: Any) -> str:
+    """What was given, as a message quotes it: its first 40 characters, in quotes."""
+    return repr(str(value)[:40])
 
 
 def check_number(value: Any, field: str) -> str:
     """A phone number as stored in rules (stripped); ``anonymous`` is allowed for callers."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{field}: expected a phone number, got {str(value)[:40]!r}")
+        raise InputProblem(N_("%(field)s: expected a phone number, got %(value)s"),
+                           field=field, value=_shown(value))
     text = value.strip()
     normal = normalize_number(text)
     if normal != "anonymous" and not _NUMBER.match(normal):
-        raise ValueError(
-            f"{field}: {text[:40]!r} is not a phone number (digits, optionally a leading + "
-            "or 00, spaces and dashes allowed) or 'anonymous'"
+        raise InputProblem(
+            N_("%(field)s: %(value)s is not a phone number (digits, optionally a leading + "
+               "or 00, spaces and dashes allowed) or 'anonymous'"),
+            field=field, value=_shown(text),
         )
     return text
 
@@ -97,8 +108,8 @@ def check_called_number(value: Any, field: str) -> str:
     ``anonymous`` (which only names callers)."""
     text = check_number(value, field)
     if normalize_number(text) == "anonymous":
-        raise ValueError(f"{field}: a called number is digits such as 0221 2919 1000; "
-                         "'anonymous' only names callers")
+        raise InputProblem(N_("%(field)s: a called number is digits such as 0221 2919 1000; "
+                              "'anonymous' only names callers"), field=field)
     return text
 
 
@@ -108,18 +119,18 @@ def check_ident(value: Any, field: str) -> str:
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
     if not isinstance(text, str) or not _IDENT.match(text):
-        raise ValueError(
-            f"{field}: must be an id such as 123 (letters, digits, - or _, at most 64), "
-            f"not {str(value)[:40]!r}"
+        raise InputProblem(
+            N_("%(field)s: must be an id such as 123 (letters, digits, - or _, at most 64), "
+               "not %(value)s"),
+            field=field, value=_shown(value),
         )
     return text
 
 
 def check_ring_time(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RING_TIME:
-        raise ValueError(
-            f"{field}: must be whole seconds from 1 to {MAX_RING_TIME}, not {str(value)[:40]!r}"
-        )
+        raise InputProblem(N_("%(field)s: must be whole seconds from 1 to %(max)s, not "
+                              "%(value)s"), field=field, max=MAX_RING_TIME, value=_shown(value))
     return value
 
 
@@ -127,7 +138,8 @@ def _check_flag(value: Any, field: str, allow_none: bool = False) -> bool | None
     if value is None and allow_none:
         return None
     if not isinstance(value, bool):
-        raise ValueError(f"{field}: must be true or false, not {str(value)[:40]!r}")
+        raise InputProblem(N_("%(field)s: must be true or false, not %(value)s"), field=field,
+                           value=_shown(value))
     return value
 
 
@@ -135,18 +147,21 @@ def _check_choice(value: Any, field: str, allowed: tuple[Choice, ...]) -> Choice
     for choice in allowed:
         if value == choice:
             return choice
-    raise ValueError(f"{field}: must be one of {', '.join(allowed)}, not {str(value)[:40]!r}")
+    raise InputProblem(N_("%(field)s: must be one of %(choices)s, not %(value)s"), field=field,
+                       choices=", ".join(allowed), value=_shown(value))
 
 
 def _check_agent_ids(value: Any, field: str, known: Collection[int] | None) -> tuple[int, ...]:
     if not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"{field}: expected a non-empty list of agent ids")
+        raise InputProblem(N_("%(field)s: expected a non-empty list of agent ids"), field=field)
     ids: list[int] = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-            raise ValueError(f"{field}: agent ids are whole numbers above 0, not {item!r}")
+            raise InputProblem(N_("%(field)s: agent ids are whole numbers above 0, not "
+                                  "%(value)s"), field=field, value=repr(item))
         if known is not None and item not in known:
-            raise ValueError(f"{field}: there is no agent with id {item}")
+            raise InputProblem(N_("%(field)s: there is no agent with id %(id)s"), field=field,
+                               id=item)
         if item not in ids:
             ids.append(item)
     return tuple(ids)
@@ -163,17 +178,21 @@ def _ring_groups(
     value: Any, field: str, default_time: int, known: Collection[int] | None
 ) -> tuple[RingGroup, ...]:
     if not isinstance(value, list | tuple):
-        raise ValueError(f"{field}: expected a list of {{agent_ids, ring_time}} objects")
+        raise InputProblem(N_("%(field)s: expected a list of %(shape)s objects"), field=field,
+                           shape="{agent_ids, ring_time}")
     if len(value) > MAX_ENTRIES:
-        raise ValueError(f"{field}: at most {MAX_ENTRIES} groups")
+        raise InputProblem(N_("%(field)s: at most %(max)s groups"), field=field,
+                           max=MAX_ENTRIES)
     groups = []
     for index, group in enumerate(value):
         where = f"{field}[{index}]"
         if not isinstance(group, Mapping):
-            raise ValueError(f"{where}: expected an object with agent_ids and ring_time")
+            raise InputProblem(N_("%(field)s: expected an object with agent_ids and ring_time"),
+                               field=where)
         extra = set(group) - {"agent_ids", "ring_time"}
         if extra:
-            raise ValueError(f"{where}: unknown field {sorted(extra)[0]!r}")
+            raise InputProblem(N_("%(field)s: unknown field %(name)s"), field=where,
+                               name=repr(sorted(extra)[0]))
         ids = _check_agent_ids(group.get("agent_ids"), f"{where}.agent_ids", known)
         ring_time = group.get("ring_time", default_time)
         groups.append(RingGroup(ids, check_ring_time(ring_time, f"{where}.ring_time")))
@@ -192,8 +211,9 @@ IDENT_TARGETS = {"queue_id": "queue", "prompt_id": "prompt", "group_id": "group"
 def check_group_ring_time(value: Any, field: str) -> int:
     low, high = GROUP_RING_TIMES
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{field}: must be whole seconds from {low} to {high} (Placetel's "
-                         f"range for a group), not {str(value)[:40]!r}")
+        raise InputProblem(N_("%(field)s: must be whole seconds from %(low)s to %(high)s "
+                              "(Placetel's range for a group), not %(value)s"),
+                           field=field, low=low, high=high, value=_shown(value))
     return value
 
 
@@ -209,8 +229,8 @@ def _group_target(value: Mapping[str, Any], field: str) -> NumberTarget:
     else:
         backup = None
     if behaviour == "routing_object" and backup is None:
-        raise ValueError(f"{field}.backup_routing_object: needed when the backup is a routing "
-                         "object")
+        raise InputProblem(N_("%(field)s: needed when the backup is a routing object"),
+                           field=f"{field}.backup_routing_object")
     return NumberTarget(
         group_id=check_ident(value["group_id"], f"{field}.group_id"),
         group_ring_time=None if ring_time is None else check_group_ring_time(
@@ -224,17 +244,21 @@ def _target(
     value: Any, field: str, default_time: int, known: Collection[int] | None
 ) -> NumberTarget:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{field}: expected an object with one of {', '.join(TARGET_KINDS)}")
+        raise InputProblem(N_("%(field)s: expected an object with one of %(kinds)s"),
+                           field=field, kinds=", ".join(TARGET_KINDS))
     given = [name for name in TARGET_KINDS if value.get(name)]
     extra = set(value) - set(TARGET_KINDS) - set(GROUP_OPTIONS)
     if extra:
-        raise ValueError(f"{field}: unknown field {sorted(extra)[0]!r}")
+        raise InputProblem(N_("%(field)s: unknown field %(name)s"), field=field,
+                           name=repr(sorted(extra)[0]))
     if len(given) != 1:
-        raise ValueError(f"{field}: give exactly one of agents (agent_ids), ring groups, a "
-                         "queue id or a Placetel prompt, group or routing plan id")
+        raise InputProblem(N_("%(field)s: give exactly one of agents (agent_ids), ring groups, "
+                              "a queue id or a Placetel prompt, group or routing plan id"),
+                           field=field)
     options = [name for name in GROUP_OPTIONS if value.get(name) not in (None, "")]
     if options and given != ["group_id"]:
-        raise ValueError(f"{field}.{options[0]}: only a Placetel group (group_id) has it")
+        raise InputProblem(N_("%(field)s: only a Placetel group (group_id) has it"),
+                           field=f"{field}.{options[0]}")
     if given == ["group_id"]:
         return _group_target(value, field)
     if given[0] in IDENT_TARGETS:
@@ -261,42 +285,48 @@ def rules_from_document(
 
     ``known_agents``, when given, are the agent ids that exist; naming another is an error
     (the page passes it; the loader does not, so a deleted agent is simply not rung).
-    Raises ``ValueError`` whose message starts with the field it is about.
+    Raises ``InputProblem`` (a ``ValueError``) whose message starts with the field it is
+    about.
     """
     if doc is None:
         return Rules()
     if not isinstance(doc, Mapping):
-        raise ValueError("rules: expected a JSON object")
+        raise InputProblem(N_("%(field)s: expected a JSON object"), field="rules")
     unknown = sorted(set(doc) - set(FIELDS))
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown field (known: {', '.join(FIELDS)})")
+        raise InputProblem(N_("%(field)s: unknown field (known: %(known)s)"), field=unknown[0],
+                           known=", ".join(FIELDS))
 
     ring_time = check_ring_time(doc.get("ring_time", DEFAULT_RING_TIME), "ring_time")
 
     blocked = doc.get("blocked_callers", [])
     if not isinstance(blocked, list | tuple) or len(blocked) > MAX_ENTRIES:
-        raise ValueError(f"blocked_callers: expected a list of at most {MAX_ENTRIES} numbers")
+        raise InputProblem(N_("%(field)s: expected a list of at most %(max)s numbers"),
+                           field="blocked_callers", max=MAX_ENTRIES)
     callers = tuple(
         dict.fromkeys(check_number(n, f"blocked_callers[{i}]") for i, n in enumerate(blocked))
     )
 
     targets_doc = doc.get("targets", {})
     if not isinstance(targets_doc, Mapping) or len(targets_doc) > MAX_ENTRIES:
-        raise ValueError(f"targets: expected an object of at most {MAX_ENTRIES} numbers")
+        raise InputProblem(N_("%(field)s: expected an object of at most %(max)s numbers"),
+                           field="targets", max=MAX_ENTRIES)
     targets: dict[str, NumberTarget] = {}
     seen: dict[str, str] = {}
     for number, target in targets_doc.items():
         checked = check_called_number(number, f"targets[{str(number)[:40]!r}]")
         normal = normalize_number(checked)
         if normal in seen:
-            raise ValueError(f"targets[{checked!r}]: the same number as {seen[normal]!r}")
+            raise InputProblem(N_("%(field)s: the same number as %(other)s"),
+                               field=f"targets[{checked!r}]", other=repr(seen[normal]))
         seen[normal] = checked
         targets[checked] = _target(target, f"targets[{checked!r}]", ring_time, known_agents)
 
     when_nobody = _check_choice(doc.get("when_nobody", "voicemail"), "when_nobody", FALLBACKS)
     queue_id = _optional_ident(doc, "queue_id")
     if when_nobody == "queue" and queue_id is None:
-        raise ValueError("queue_id: needed when calls nobody can take go to a queue")
+        raise InputProblem(N_("%(field)s: needed when calls nobody can take go to a queue"),
+                           field="queue_id")
     return Rules(
         blocked_callers=callers,
         blocked_action=_check_choice(

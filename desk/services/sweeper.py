@@ -17,7 +17,9 @@ such a call would ring or talk on every board for ever. So, in every server proc
 * **A pending action expires.** An action the provider has not confirmed within
   ``DESK_PENDING_TIMEOUT`` seconds (never less than ``DESK_PROVIDER_TIMEOUT``, so a request
   still waiting for its answer is not overtaken) is cleared, with "the provider did not
-  confirm" on the row while the call is live, and audited.
+  confirm" on the row while the call is live, and audited. The row keeps that in English
+  (the sweep has no reader); a page shows it in its reader's language with the template
+  filter ``stored_text``, as every text the desk stores in ``action_error``.
 * **A supervisor closes a call by hand** (``close``, through ``desk.services.actions.close``):
   the same ending, end cause ``closed_by_supervisor``, audited with their name. No provider
   is asked; the call's row simply stops pretending.
@@ -40,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +51,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import Flask
+from flask_babel import gettext
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, lazyload
@@ -58,6 +62,7 @@ from desk.domain.state import merge
 from desk.live import sequence
 from desk.live.changes import AGENTS, CALLS, mark_changed
 from desk.models import LIVE_STATES, Call, Delivery, utcnow
+from desk.providers.teleforge.rules import sip_reason
 from desk.services import audit
 from desk.services.wrapup import expire_wrap_ups
 
@@ -77,15 +82,178 @@ TALKING_UNSEEN = frozenset({("placetel", "dialling"), ("teleforge", "dialling")}
 reports: no ``CallAccepted`` follows Placetel's ``OutgoingCall`` (issue #16), and Teleforge
 sends nothing between a click-to-dial and its CDR. Such a call gets the talking limit."""
 
-PENDING_WHAT = {
-    "hangup": "the hang up",
-    "drop": "dropping the party",
-    "split": "the transfer",
-    "record": "the start of the recording",
-    "stop-record": "the end of the recording",
-    "pause-record": "the pause of the recording",
-    "resume-record": "the recording going on again",
+
+def N_(text: str) -> str:
+    """Marks a message for the catalogue; ``stored_text`` translates it on a page."""
+    return text
+
+
+NOT_CONFIRMED = {
+    "hangup": N_("The provider did not confirm the hang up within %(seconds)s seconds. The "
+                 "call may still be connected. Try again."),
+    "drop": N_("The provider did not confirm dropping the party within %(seconds)s seconds. "
+               "Try again."),
+    "split": N_("The provider did not confirm the transfer within %(seconds)s seconds. Try "
+                "again."),
+    "record": N_("The provider did not confirm the start of the recording within "
+                 "%(seconds)s seconds. Try again."),
+    "stop-record": N_("The provider did not confirm the end of the recording within "
+                      "%(seconds)s seconds. Try again."),
+    "pause-record": N_("The provider did not confirm the pause of the recording within "
+                       "%(seconds)s seconds. Try again."),
+    "resume-record": N_("The provider did not confirm the recording going on again within "
+                        "%(seconds)s seconds. Try again."),
 }
+"""What a live row says when its pending action expired (stored in English, ``action_error``)."""
+NOT_CONFIRMED_OTHER = N_("The provider did not confirm %(action)s within %(seconds)s "
+                         "seconds. Try again.")
+
+
+# -- stored texts, as a page shows them ----------------------------------------------------
+# ``Call.action_error`` keeps what the desk said in English: the sweep has no reader, and
+# the API and the audit log speak English. A page translates it when it renders the row
+# (the template filter ``stored_text``): each text below, its values read back out of the
+# stored sentence and put into the reader's whole sentence. Any other text (a provider's own
+# words) is shown as it came.
+_CALL_SERVICE = (  # desk.providers.mediaservice.client's sentences, one set per request
+    N_("The call service did not answer within %(seconds)s s when asked to hang up the call; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to hang up the call (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to hang up the call (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to hang up the call (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to hang up the call: %(reason)s."),
+    N_("The call service did not confirm that it will hang up the call; its answer was "
+       "%(answer)s."),
+    N_("The call service did not answer within %(seconds)s s when asked to hang up that "
+       "participant; it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to hang up that participant (connection refused). "
+       "Try again in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to hang up that participant (network error). Try "
+       "again in a moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to hang up that participant (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to hang up that participant: %(reason)s."),
+    N_("The call service did not confirm that it will hang up that participant; its answer "
+       "was %(answer)s."),
+    N_("The call service did not answer within %(seconds)s s when asked to transfer the call; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to transfer the call (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to transfer the call (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to transfer the call (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to transfer the call: %(reason)s."),
+    N_("The call service did not confirm that it will transfer the call; its answer was "
+       "%(answer)s."),
+    N_("The call service did not answer within %(seconds)s s when asked to start recording; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to start recording (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to start recording (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to start recording (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to start recording: %(reason)s."),
+    N_("The call service did not confirm that it will start recording; its answer was "
+       "%(answer)s."),
+    N_("The call service did not answer within %(seconds)s s when asked to stop recording; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to stop recording (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to stop recording (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to stop recording (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to stop recording: %(reason)s."),
+    N_("The call service did not confirm that it will stop recording; its answer was "
+       "%(answer)s."),
+    N_("The call service did not answer within %(seconds)s s when asked to fetch the "
+       "recording; it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to fetch the recording (connection refused). Try "
+       "again in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to fetch the recording (network error). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to fetch the recording (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to fetch the recording: %(reason)s."),
+    N_("The call service did not confirm that it will fetch the recording; its answer was "
+       "%(answer)s."),
+    N_("The call service gave no address to fetch the recording."),
+    N_("the provider returned a playback address outside its storage hosts"),
+)
+_TELEFORGE = (  # desk.providers.teleforge.client (a dial) and desk.web.softphone (its SIP end)
+    N_("Teleforge at %(url)s did not accept a connection within %(seconds)ss; the call was "
+       "not placed. Check the address and network."),
+    N_("Teleforge did not answer within %(seconds)ss. The call may still have been placed: "
+       "check the board before dialling again."),
+    N_("Teleforge refused the connection at %(url)s; the call was not placed. Is Click2Dial "
+       "running on that port (default %(port)s from v3.3)?"),
+    N_("Teleforge at %(url)s cannot be reached (%(reason)s); the call was not placed."),
+    N_("The connection to Teleforge dropped before it answered. The call may still have been "
+       "placed: check the board before dialling again."),
+    N_("Teleforge refused the call (HTTP %(status)s): %(detail)s"),
+    N_("Teleforge refused the call (HTTP %(status)s)"),
+    N_("Teleforge failed with HTTP %(status)s. The call may or may not have been placed: "
+       "check the board before dialling again."),
+    N_("Teleforge answered HTTP %(status)s, which the desk does not expect; check the "
+       "configured Teleforge URL."),
+    N_("The browser could not reach Teleforge's SIP server; the call was not placed."),
+    N_("Teleforge refused the call (SIP %(status)s): %(detail)s"),
+    N_("The call did not connect (SIP %(status)s %(reason)s)."),
+    N_("The call did not connect (SIP %(status)s)."),
+)
+_REASONS = frozenset({  # the call service's refusal when it gave no reason of its own
+    N_("the desk is not authorised (check that the public key uploaded in the iotcomms portal "
+       "matches the desk's private key)"),
+    N_("unknown address (check the mediaservice base URL and domain)"),
+    N_("it gave no reason"),
+})
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    """``text`` with each ``%(name)s`` read back as the group ``name``."""
+    body: list[str] = []
+    seen: set[str] = set()
+    at = 0
+    for found in _PLACEHOLDER.finditer(text):
+        body.append(re.escape(text[at:found.start()]))
+        name = found[1]
+        body.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+        seen.add(name)
+        at = found.end()
+    body.append(re.escape(text[at:]))
+    return re.compile("".join(body), re.DOTALL)
+
+
+_STORED = [(text, _pattern(text)) for text in (
+    *NOT_CONFIRMED.values(), NOT_CONFIRMED_OTHER, *_CALL_SERVICE, *_TELEFORGE)]
+
+
+def _value(name: str, value: str) -> str:
+    """A value read out of a stored sentence, in the reader's language when it is one of
+    the desk's fixed words (a SIP reason phrase, the call service's fallback reasons)."""
+    if name == "reason":
+        if value in _REASONS:
+            return str(gettext(value))
+        return str(sip_reason(value))
+    return value
+
+
+def stored_text(text: str | None) -> str:
+    """A stored ``action_error`` (or any text the desk stored in English) in the reader's
+    language when it is one of the desk's own sentences; any other text as it is."""
+    if not text:
+        return ""
+    for message, pattern in _STORED:
+        found = pattern.fullmatch(text)
+        if found:
+            values = {name: _value(name, value) for name, value in found.groupdict().items()}
+            return str(gettext(message, **values))
+    return text
+
+
 _ATTEMPTS = 8
 _CHUNK = 500
 
@@ -278,11 +446,11 @@ def _expire_one(session: Session, row: Any, timeout: int) -> bool:
         where.append(Call.recording_state == "stopping")
     elif row.pending_action == "split":
         values["transfer_to"] = None
-    what = PENDING_WHAT.get(row.pending_action, row.pending_action)
     if row.state in LIVE_STATES:  # on an ended call there is nothing left to try again
-        hint = " The call may still be connected." if row.pending_action == "hangup" else ""
-        values["action_error"] = (f"The provider did not confirm {what} within {timeout} "
-                                  f"seconds.{hint} Try again.")
+        message = NOT_CONFIRMED.get(row.pending_action)
+        values["action_error"] = (
+            message % {"seconds": timeout} if message is not None
+            else NOT_CONFIRMED_OTHER % {"action": row.pending_action, "seconds": timeout})
     end_reads(session)
     # Conditional on the very action read: a sweep in another process, the provider's late
     # confirmation or a new press in between leave nothing for this one to do.
@@ -367,6 +535,7 @@ def init_app(app: Flask) -> None:
     workers, and CLI commands must not sweep behind the administrator's back. Not under
     ``TESTING`` (tests sweep when they mean to) nor with ``DESK_SWEEP_INTERVAL=0``.
     """
+    app.add_template_filter(stored_text, "stored_text")
     sweeper = Sweeper(app) if app.config["DESK_SWEEP_INTERVAL"] else None
     app.extensions["desk_sweeper"] = sweeper
     if sweeper is None or app.testing:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from flask_babel import gettext
 from sqlalchemy import Select, or_
 from sqlalchemy.orm import Session, scoped_session
 
@@ -50,13 +51,14 @@ class NotVisible(PermissionError):
 
 
 def load_visible(session: Session | scoped_session[Session], user: User, call_id: int) -> Call:
-    """The call ``call_id`` if ``user`` may look at it; ``CallNotFound`` / ``NotVisible``."""
+    """The call ``call_id`` if ``user`` may look at it; ``CallNotFound`` / ``NotVisible``,
+    said in the reader's language (English under ``/api/``: ``desk.i18n``)."""
     call = session.get(Call, call_id)
     if call is None:
-        raise CallNotFound(f"There is no call {call_id}.")
+        raise CallNotFound(gettext("There is no call %(id)s.", id=call_id))
     if not can_see(user, call):
-        raise NotVisible("This call was another agent's; agents see live calls, their own "
-                         "and the unanswered ones.")
+        raise NotVisible(gettext("This call was another agent's; agents see live calls, "
+                                 "their own and the unanswered ones."))
     return call
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from flask_babel import gettext
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, scoped_session
 
@@ -65,17 +66,21 @@ def parse_labels(lines: Sequence[str]) -> list[str]:
         if not label:
             continue
         if len(label) > MAX_LABEL:
-            raise WrapUpRefused(f"Line {number}: a disposition can have at most {MAX_LABEL} "
-                                f"characters; this one has {len(label)}.", "dispositions", 400)
+            raise WrapUpRefused(gettext(
+                "Line %(line)s: a disposition can have at most %(most)s characters; this one "
+                "has %(count)s.", line=number, most=MAX_LABEL, count=len(label)),
+                "dispositions", 400)
         key = label.casefold()
         if key in seen:
-            raise WrapUpRefused(f"Line {number}: “{label}” is already on line {seen[key]}.",
+            raise WrapUpRefused(gettext("Line %(line)s: “%(label)s” is already on line %(first)s.",
+                                        line=number, label=label, first=seen[key]),
                                 "dispositions", 400)
         seen[key] = number
         labels.append(label)
     if len(labels) > MAX_DISPOSITIONS:
-        raise WrapUpRefused(f"Keep at most {MAX_DISPOSITIONS} dispositions; there are "
-                            f"{len(labels)}.", "dispositions", 400)
+        raise WrapUpRefused(gettext("Keep at most %(most)s dispositions; there are %(count)s.",
+                                    most=MAX_DISPOSITIONS, count=len(labels)),
+                            "dispositions", 400)
     return labels
 
 
@@ -110,24 +115,28 @@ class WrapUp:
 def check_wrap_up(session: SessionLike, raw_disposition: Any, raw_note: Any) -> WrapUp:
     """The wrap-up as the desk stores it, or ``WrapUpRefused`` naming the field."""
     if raw_disposition is not None and not isinstance(raw_disposition, str):
-        raise WrapUpRefused("The disposition must be text: one of the labels in the list.",
-                            "disposition", 400)
+        raise WrapUpRefused(gettext("The disposition must be text: one of the labels in the "
+                                    "list."), "disposition", 400)
     if raw_note is not None and not isinstance(raw_note, str):
-        raise WrapUpRefused("The note must be text.", "note", 400)
+        raise WrapUpRefused(gettext("The note must be text."), "note", 400)
     disposition = " ".join((raw_disposition or "").split()) or None
     note = (raw_note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE:
-        raise WrapUpRefused(f"Keep the note to {MAX_NOTE} characters; it has {len(note)}.",
-                            "note")
+        raise WrapUpRefused(gettext("Keep the note to %(most)s characters; it has %(count)s.",
+                                    most=MAX_NOTE, count=len(note)), "note")
     labels = dispositions(session)
     if disposition is None and labels:
-        raise WrapUpRefused("Pick a disposition: how did the call end?", "disposition")
+        raise WrapUpRefused(gettext("Pick a disposition: how did the call end?"), "disposition")
     if disposition is not None and disposition not in labels:
-        choices = ", ".join(labels) if labels else "none are set up yet"
-        raise WrapUpRefused(f"“{disposition[:MAX_LABEL]}” is not in the list of dispositions "
-                            f"(choose one of: {choices}).", "disposition")
+        if not labels:
+            raise WrapUpRefused(gettext(
+                "“%(label)s” is not in the list of dispositions: none are set up yet.",
+                label=disposition[:MAX_LABEL]), "disposition")
+        raise WrapUpRefused(gettext(
+            "“%(label)s” is not in the list of dispositions (choose one of: %(choices)s).",
+            label=disposition[:MAX_LABEL], choices=", ".join(labels)), "disposition")
     if disposition is None and note is None:
-        raise WrapUpRefused("Write a note about the call.", "note")
+        raise WrapUpRefused(gettext("Write a note about the call."), "note")
     return WrapUp(disposition, note)
 
 
@@ -137,11 +146,11 @@ def save_wrap_up(session: Session, user: User, call_id: int, raw_disposition: An
     wrap-up. Raises ``CallNotFound`` / ``NotVisible`` / ``WrapUpRefused``. Commits."""
     call = load_visible(session, user, call_id)
     if not user.is_supervisor and call.agent_id != user.id:
-        raise WrapUpRefused("Only the agent who took the call, or a supervisor, can wrap it up.",
-                            status=403)
+        raise WrapUpRefused(gettext("Only the agent who took the call, or a supervisor, can "
+                                    "wrap it up."), status=403)
     if call.is_live:
-        raise WrapUpRefused("The call is still going on; wrap it up once it has ended.",
-                            status=409)
+        raise WrapUpRefused(gettext("The call is still going on; wrap it up once it has "
+                                    "ended."), status=409)
     wrap = check_wrap_up(session, raw_disposition, raw_note)
     end_reads(session)
     call = session.get_one(Call, call_id, populate_existing=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 from flask import Flask, Request, abort, current_app, g, render_template, request, session
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, user_logged_in
@@ -107,7 +108,7 @@ def supervisor_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not current_user.is_authenticated or not current_user.is_supervisor:
-            abort(403, "This page is for supervisors.")
+            abort(403, gettext("This page is for supervisors."))
         return view(*args, **kwargs)
 
     return wrapper
@@ -133,9 +134,22 @@ def check_login(name: str, password: str) -> User | None:
 
 # -- throttling failed attempts --------------------------------------------------------------
 
+# The limits' own messages (English: they only tell ``too_many_attempts`` which limit it
+# was); a person reads ``_too_many`` in their language.
 ACCOUNT_MESSAGE = ("Too many failed logins for this name. Wait {wait}, then try again. If the "
                    "password is forgotten, ask whoever runs the desk to set a new one.")
 ADDRESS_MESSAGE = "Too many failed logins from this network. Wait {wait}, then try again."
+
+
+def _too_many(description: str | None, wait: str) -> str:
+    if description == ACCOUNT_MESSAGE:
+        return gettext("Too many failed logins for this name. Wait %(wait)s, then try again. "
+                       "If the password is forgotten, ask whoever runs the desk to set a new "
+                       "one.", wait=wait)
+    if not description or description == ADDRESS_MESSAGE:
+        return gettext("Too many failed logins from this network. Wait %(wait)s, then try "
+                       "again.", wait=wait)
+    return description.format(wait=wait)
 
 
 def _account_key() -> str:
@@ -189,15 +203,16 @@ def throttled(limits: tuple[Any, ...]) -> Callable[[Callable[..., Any]], Callabl
 
 def _wait_words(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    return f"{-(-seconds // 60)} minutes"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
+    minutes = -(-seconds // 60)
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
 
 
 def too_many_attempts(exc: RateLimitExceeded) -> ResponseReturnValue:
     """429 with ``Retry-After``: the login page with the message, JSON elsewhere."""
     current = limiter.current_limit
     retry = max(1, current.reset_at - int(time.time())) if current is not None else 60
-    message = (exc.description or ADDRESS_MESSAGE).format(wait=_wait_words(retry))
+    message = _too_many(exc.description, _wait_words(retry))
     if request.endpoint == "board.login":
         name = (request.form.get("name") or "").strip()
         response = current_app.make_response(

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 
 from desk.extensions import db
@@ -47,7 +48,7 @@ def login() -> ResponseReturnValue:
         name = (request.form.get("name") or "").strip()
         user = check_login(name, request.form.get("password") or "")
         if user is None:
-            error = "That name and password do not match. Check both and try again."
+            error = gettext("That name and password do not match. Check both and try again.")
         else:
             login_user(user)
             if user.presence == "offline":
@@ -65,7 +66,7 @@ def logout() -> ResponseReturnValue:
     user_id = current_user.id
     logout_user()
     end_sessions(user_id)  # this user's other sessions (other browsers, copied cookies) too
-    flash("You are logged out.")
+    flash(gettext("You are logged out."))
     return redirect(url_for("board.login"))
 
 
@@ -89,7 +90,8 @@ def supervisor() -> str:
 def presence() -> ResponseReturnValue:
     value = request.form.get("presence", "")
     if value not in PRESENCES:
-        abort(400, f"Presence must be one of: {', '.join(PRESENCES)}.")
+        abort(400, gettext("Presence must be one of: %(choices)s.",
+                           choices=", ".join(PRESENCES)))
     set_presence(db.session, current_user.id, value)
     me = db.session.get(User, current_user.id)
     db.session.refresh(me)

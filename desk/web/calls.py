@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from flask import abort, current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import LazyString, gettext, lazy_gettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -105,7 +106,8 @@ def play(call_id: int) -> ResponseReturnValue:
     """The recording (``?part=N``: its segment N) from a fresh provider address."""
     part = request.args.get("part")
     if part is not None and not (part.isascii() and part.isdigit() and 0 < int(part) < 10**6):
-        abort(400, f"'part' must be a segment number (1, 2, ...), not {part[:20]!r}.")
+        abort(400, gettext("“part” must be a segment number (1, 2, …), not “%(part)s”.",
+                           part=part[:20]))
     try:
         return redirect(actions.recording_url(*_who(call_id), current_app.config,
                                               part=int(part) if part else None))
@@ -135,3 +137,24 @@ def detail(call_id: int) -> str:
     return render_template("board/call.html", call=call, me=current_user, timeline=timeline,
                            counts=queries.state_counts(db.session()), hub=hub,
                            segments=segments, paused=recording.paused_spans(call, segments))
+
+
+DELIVERY_STATUSES: dict[str, LazyString] = {
+    "applied": lazy_gettext("applied"),
+    "duplicate": lazy_gettext("duplicate"),
+    "rejected": lazy_gettext("rejected"),
+}
+"""What the desk did with a provider's delivery (``Delivery.status``), as the timeline says."""
+
+
+@bp.app_template_global("delivery_status")
+def delivery_status(status: str | None) -> str:
+    name = DELIVERY_STATUSES.get(status or "")
+    return str(name) if name is not None else (status or "")
+
+
+# The words of a call's actions and their outcomes, and its recording's errors, on a page.
+bp.add_app_template_global(actions.action_name, "action_name")
+bp.add_app_template_global(actions.pending_name, "pending_name")
+bp.add_app_template_global(actions.outcome_name, "action_outcome")
+bp.add_app_template_global(recording.error_text, "recording_error")

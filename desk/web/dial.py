@@ -14,8 +14,9 @@ When the agent's phone is the browser (``desk.web.softphone``), the submit goes 
 the page's softphone places (``data-softphone-invite``).
 
 ``static/board/dial.js`` checks the simple rules as the person types (missing, characters,
-already too long) with the very texts of ``desk.providers.teleforge.rules``, handed to it in
-``CHECKS``; the server's answer for the field follows and has the last word.
+already too long) with the very texts of ``desk.providers.teleforge.rules``, handed to it by
+``checks`` in the page's language; the server's answer for the field follows and has the last
+word.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -41,34 +43,51 @@ from desk.web import bp, softphone
 from desk.web.auth import supervisor_required
 
 HINTS = {
-    "callee": "10 digits starting 0, 11 starting 27, or + and 11 to 14 digits. "
-    "Spaces, dashes and brackets are fine.",
-    "outbound_id": "random, tvc_ and a campaign name, or a number starting 27 (11 digits).",
-    "reference": f"Letters, digits and . - _ ~, at most {REFERENCE_MAX}. "
-    "Left empty, the desk makes one.",
-    "agent": "The extension rung first: pick an agent from the list.",
+    "callee": lazy_gettext("10 digits starting 0, 11 starting 27, or + and 11 to 14 digits. "
+                           "Spaces, dashes and brackets are fine."),
+    "outbound_id": lazy_gettext(
+        "random, tvc_ and a campaign name, or a number starting 27 (11 digits)."),
+    "reference": lazy_gettext("Letters, digits and . - _ ~, at most %(most)s. Left empty, the "
+                              "desk makes one.", most=REFERENCE_MAX),
+    "agent": lazy_gettext("The extension rung first: pick an agent from the list."),
 }
 
-# The rules static/board/dial.js checks while typing, with the server's own texts.
-CHECKS: dict[str, dict[str, Any]] = {
-    "callee": {
-        "required": rules.NUMBER_MISSING,
-        "number": True,  # normalised first, as rules.normalise_number does
-        "digits": rules.NUMBER_DIGITS,
-        "allowed": "[0-9]",
-        "characters": rules.NUMBER_CHARACTERS,
-        "longest": [[prefix, skip, most, message]
-                    for prefix, skip, _fewest, most, message in rules.NUMBER_LENGTHS],
-    },
-    "outbound_id": {"required": rules.OUTBOUND_MISSING},
-    "reference": {
-        "length": [REFERENCE_MAX, rules.REFERENCE_TOO_LONG],
-        "allowed": "[A-Za-z0-9._~-]",
-        "characters": rules.REFERENCE_CHARACTERS,
-    },
-    "agent": {"required": rules.AGENT_MISSING},
-}
-CHARACTER_NAMES = {"names": rules.CHARACTER_NAMES, "most": rules.NAMED_AT_MOST}
+# dial.js fills {n} and {chars} into the texts it is given (dial.js's ``fill``).
+_FOR_SCRIPT = {"n": "{n}", "chars": "{chars}", "most": REFERENCE_MAX}
+
+
+def _script_text(message: Any) -> str:
+    """A rules text in the page's language, its values left for dial.js to fill in."""
+    return str(message) % _FOR_SCRIPT
+
+
+def checks() -> dict[str, dict[str, Any]]:
+    """The rules static/board/dial.js checks while typing, with the server's own texts in
+    the page's language."""
+    return {
+        "callee": {
+            "required": _script_text(rules.NUMBER_MISSING),
+            "number": True,  # normalised first, as rules.normalise_number does
+            "digits": _script_text(rules.NUMBER_DIGITS),
+            "allowed": "[0-9]",
+            "characters": _script_text(rules.NUMBER_CHARACTERS),
+            "longest": [[prefix, skip, most, _script_text(message)]
+                        for prefix, skip, _fewest, most, message in rules.NUMBER_LENGTHS],
+        },
+        "outbound_id": {"required": _script_text(rules.OUTBOUND_MISSING)},
+        "reference": {
+            "length": [REFERENCE_MAX, _script_text(rules.REFERENCE_TOO_LONG)],
+            "allowed": "[A-Za-z0-9._~-]",
+            "characters": _script_text(rules.REFERENCE_CHARACTERS),
+        },
+        "agent": {"required": _script_text(rules.AGENT_MISSING)},
+    }
+
+
+def character_names() -> dict[str, Any]:
+    """How dial.js names characters nobody can see, in the page's language."""
+    return {"names": {ch: str(name) for ch, name in rules.CHARACTER_NAMES.items()},
+            "most": rules.NAMED_AT_MOST}
 
 
 def _people() -> list[User]:
@@ -102,8 +121,8 @@ def form_state(
         "attempt": uuid.uuid4().hex,
         "caller_ids": caller_ids,
         "people": _people() if user.is_supervisor else [],
-        "checks": CHECKS,
-        "character_names": CHARACTER_NAMES,
+        "checks": checks(),
+        "character_names": character_names(),
         "confirm": None,
         "answer": False,
         "invite": None,
@@ -138,13 +157,16 @@ def _notes_for(values: dict[str, str], state: dict[str, Any]) -> None:
 
 def _note(name: str, value: str) -> str:
     if name == "callee":
-        return f"Will dial {value}"
+        return gettext("Will dial %(number)s", number=value)
     if name == "outbound_id":
-        return f"Caller ID {value}"
+        return gettext("Caller ID %(caller_id)s", caller_id=value)
     if name == "agent":
         person = dial.agent_user(db.session(), value)
-        return f"Rings {value} first" + (f" ({person.name})" if person else "")
-    return f"{len(value)}/{REFERENCE_MAX} characters"
+        if person is not None:
+            return gettext("Rings %(extension)s first (%(name)s)", extension=value,
+                           name=person.name)
+        return gettext("Rings %(extension)s first", extension=value)
+    return gettext("%(length)s/%(most)s characters", length=len(value), most=REFERENCE_MAX)
 
 
 def _raw_number() -> str:
@@ -200,7 +222,7 @@ def dial_page() -> ResponseReturnValue:
 def dial_check() -> str:
     name = request.args.get("field", "")
     if name not in dial.FIELDS:
-        abort(400, f"'field' must be one of: {', '.join(dial.FIELDS)}.")
+        abort(400, gettext("'field' must be one of: %(fields)s.", fields=", ".join(dial.FIELDS)))
     raw = request.form.get(name, "")
     state = form_state(current_user, check=False)
     _notes_for({name: raw}, state)
@@ -222,8 +244,9 @@ def dial_submit() -> ResponseReturnValue:
             # The agent's phone is this browser (desk.web.softphone): the page INVITEs.
             if form.get("softphone") != "1":
                 raise dial.DialRefused(
-                    409, "Your phone is this browser, and it is not connected: connect it "
-                    "under Phone, or choose your desk phone there.")
+                    409, lazy_gettext("Your phone is this browser, and it is not connected: "
+                                      "connect it under Phone, or choose your desk phone "
+                                      "there."))
             outcome, invite = softphone.place_call(
                 db.session(), app, user=user,
                 agent=values["agent"] if user.is_supervisor else None,
@@ -244,7 +267,8 @@ def dial_submit() -> ResponseReturnValue:
         # confirm=1 by the question's button.
         state = form_state(user, values)
         state["attempt"] = form.get("attempt") or state["attempt"]
-        state["confirm"] = {"text": f"{question.message} Dial anyway?"}
+        state["confirm"] = {"text": gettext("%(questions)s Dial anyway?",
+                                            questions=question.message)}
         return _page(state, question.status)
     except dial.DialRefused as refused:
         keep = refused.status != 409 or bool(refused.errors)
@@ -257,8 +281,10 @@ def dial_submit() -> ResponseReturnValue:
 
     request_ = outcome.request
     if outcome.ok:
-        text = f"Dialling {request_.callee} from {request_.agent}, caller ID " \
-               f"{request_.outbound_id}, reference {request_.reference}."
+        text = gettext("Dialling %(number)s from %(extension)s, caller ID %(caller_id)s, "
+                       "reference %(reference)s.", number=request_.callee,
+                       extension=request_.agent, caller_id=request_.outbound_id,
+                       reference=request_.reference)
         if not request.headers.get("HX-Request") and invite is None:
             flash(text)
             return redirect(url_for("board.index"))
@@ -266,12 +292,13 @@ def dial_submit() -> ResponseReturnValue:
                                   "agent": values["agent"] if user.is_supervisor else ""})
         state["banner"] = {"kind": "ok", "text": text}
         if invite is not None:
-            state["banner"]["text"] = (
-                f"Calling {request_.callee} from this browser, caller ID "
-                f"{request_.outbound_id}, reference {request_.reference}.")
+            state["banner"]["text"] = gettext(
+                "Calling %(number)s from this browser, caller ID %(caller_id)s, reference "
+                "%(reference)s.", number=request_.callee, caller_id=request_.outbound_id,
+                reference=request_.reference)
             state["invite"] = invite.to_json()
         if outcome.warnings:
-            state["banner"]["text"] += " " + " ".join(outcome.warnings.values())
+            state["banner"]["text"] += " " + " ".join(map(str, outcome.warnings.values()))
         return _page(state)
 
     error = outcome.error
@@ -280,7 +307,7 @@ def dial_submit() -> ResponseReturnValue:
     # attempt is used up: a new token, but the agent's input stays for a corrected retry.
     state = form_state(user, values)
     for name, message in error.field_errors.items():
-        state["errors"][name] = f"Teleforge: {message}"
+        state["errors"][name] = gettext("Teleforge: %(message)s", message=message)
     state["banner"] = {"kind": "error", "text": error.message}
     return _page(state, dial.error_status(error))
 

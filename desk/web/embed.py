@@ -56,6 +56,7 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_login import current_user, login_required, login_user
 from sqlalchemy import delete, select, update
 from werkzeug.wrappers import Response
@@ -144,18 +145,21 @@ def _authenticate() -> None:
     if scheme.lower() == "bearer" and secret.startswith(TOKEN_PREFIX):
         grant = token_grant(secret)
         if grant is None:
-            abort(401, "This CRM window's sign-in to the desk has expired. Log in again.")
+            abort(401, gettext("This CRM window's sign-in to the desk has expired. Log in "
+                               "again."))
         _act_as(grant.user, "token")
     elif request.method == "GET" and TICKET_PARAM in request.args:
         user = spend(request.args.get(TICKET_PARAM, ""), "ticket")
         if user is None:
-            abort(401, "This sign-in link was already used or has expired. Log in again.")
+            abort(401, gettext("This sign-in link was already used or has expired. Log in "
+                               "again."))
         if current_user.is_authenticated and current_user.id != user.id:
             # A link someone sent must not turn this browser into their account (their calls,
             # their actions in this person's name): the session here stays as it is.
             if request.path != "/ws":
-                flash(f"A sign-in link for another user was ignored: this window stays logged "
-                      f"in as {current_user.name}. Log out first to switch users.")
+                flash(gettext("A sign-in link for another user was ignored: this window stays "
+                              "logged in as %(name)s. Log out first to switch users.",
+                              name=current_user.name))
         else:
             if request.path != "/ws":
                 login_user(user)  # a first-party window (pop-out) keeps its own session now
@@ -223,15 +227,16 @@ def login_popup() -> ResponseReturnValue:
 def exchange() -> ResponseReturnValue:
     origin = request.headers.get("Origin", "")
     if not origin or urlsplit(origin).netloc != request.host:
-        return _json_error(403, "Login codes are exchanged by the desk's own page only.")
+        return _json_error(403, gettext("Login codes are exchanged by the desk's own page "
+                                        "only."))
     body = request.get_json(silent=True)
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(code, str) or not code.strip():
-        return _json_error(400, 'Send {"code": "<the code from the login window>"}.')
+        return _json_error(400, gettext('Send {"code": "<the code from the login window>"}.'))
     user = spend(code.strip(), "code")
     if user is None:
-        return _json_error(400, "That login code was already used or has expired "
-                                "(codes last 60 seconds). Log in again.")
+        return _json_error(400, gettext("That login code was already used or has expired "
+                                        "(codes last 60 seconds). Log in again."))
     login_user(user)
     if user.presence == "offline" and not user.is_supervisor:
         set_presence(db.session, user.id, "available")
@@ -252,7 +257,7 @@ def session_state() -> ResponseReturnValue:
 def ticket() -> ResponseReturnValue:
     """A single-use ticket for one page load or websocket connect (60 s)."""
     if not current_user.is_authenticated:
-        return _json_error(401, "Log in first.")
+        return _json_error(401, gettext("Log in first."))
     secret = issue(current_user.id, "ticket")
     return _no_store(jsonify(ticket=secret, param=TICKET_PARAM,
                              expires_in=int(TICKET_TTL.total_seconds())))

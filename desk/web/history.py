@@ -8,8 +8,9 @@ and a bad one (a date that is not ``YYYY-MM-DD``, ``to`` before ``from``, page `
 ``²``, an id past the columns' range, an unknown outcome) is answered 400 saying what to
 fix: the pages come back whole with the filters as typed, each problem under its field and
 the results saying why none are shown; the CSV export answers in plain text, and the API's
-export (``CallFilters.from_request``) as JSON. Dates are calendar days in ``DESK_TIMEZONE``,
-inclusive at both ends.
+export (``CallFilters.from_request``) as JSON. Dates are calendar days in the reader's time
+zone (``desk.i18n``: theirs, else ``DESK_TIMEZONE``; the API's always ``DESK_TIMEZONE``),
+inclusive at both ends, and the pages show times in that zone too.
 
 Paging fetches one row more than a page to know whether there is a next one, so no query
 counts a year of history. The CSV export streams: rows are read from the database in
@@ -28,8 +29,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, current_app, render_template, request, stream_with_context
+from flask import Response, abort, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
+from flask_babel import get_timezone, gettext
 from flask_login import current_user, login_required
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
@@ -40,10 +42,13 @@ from desk.extensions import db, hub
 from desk.models import STATES, AuditEntry, Call, User
 from desk.providers import REGISTRY
 from desk.services import queries
+from desk.services.actions import ACTION_NAMES, action_name, outcome_name
+from desk.services.audit import ACTION_LABELS as AUDIT_ACTIONS
 from desk.services.audit import OUTCOMES as AUDIT_OUTCOMES
 from desk.services.visibility import history_scope
 from desk.web import bp
 from desk.web.auth import supervisor_required
+from desk.web.labels import label
 
 PER_PAGE = 50
 MAX_PAGE = 10_000
@@ -56,7 +61,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _tz() -> ZoneInfo:
-    return ZoneInfo(current_app.config["DESK_TIMEZONE"])
+    """The reader's time zone (``DESK_TIMEZONE`` for the API: ``desk.i18n``)."""
+    return ZoneInfo(str(get_timezone()))
 
 
 def parse_day(raw: str) -> date | None:
@@ -87,7 +93,8 @@ class QueryInput:
     def text(self, name: str, longest: int) -> str:
         raw = self.raw(name)
         if len(raw) > longest:
-            self.refuse(name, f"'{name}' is at most {longest} characters.")
+            self.refuse(name, gettext("'%(name)s' is at most %(longest)s characters.",
+                                      name=name, longest=longest))
             return ""
         return raw
 
@@ -97,15 +104,16 @@ class QueryInput:
             return None
         value = parse_day(raw)
         if value is None:
-            self.refuse(name, f"'{name}' must be a date like 2026-03-31, not {raw[:40]!r}.")
+            self.refuse(name, gettext("'%(name)s' must be a date like 2026-03-31, not "
+                                      "%(value)s.", name=name, value=repr(raw[:40])))
         return value
 
     def page(self) -> int:
         raw = self.raw("page") or "1"
         page = whole_number(raw, 1, MAX_PAGE)
         if page is None:
-            self.refuse("page", f"'page' must be a whole number from 1 to {MAX_PAGE}, "
-                                f"not {raw[:20]!r}.")
+            self.refuse("page", gettext("'page' must be a whole number from 1 to %(most)s, "
+                                        "not %(value)s.", most=MAX_PAGE, value=repr(raw[:20])))
             return 1
         return page
 
@@ -116,20 +124,24 @@ class QueryInput:
             return None
         value = whole_number(raw, 0, MAX_ID)
         if value is None:
-            self.refuse(name, f"'{name}' must be a number from 0 to {MAX_ID}, not {raw[:20]!r}.")
+            self.refuse(name, gettext("'%(name)s' must be a number from 0 to %(most)s, not "
+                                      "%(value)s.", name=name, most=MAX_ID,
+                                      value=repr(raw[:20])))
         return value
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         raw = self.raw(name)
         if raw and raw not in allowed:
-            self.refuse(name, f"'{name}' must be one of {', '.join(allowed)}; not {raw[:40]!r}.")
+            self.refuse(name, gettext("'%(name)s' must be one of %(allowed)s; not %(value)s.",
+                                      name=name, allowed=", ".join(allowed),
+                                      value=repr(raw[:40])))
             return ""
         return raw
 
     def date_range(self) -> tuple[date | None, date | None]:
         first, last = self.day("from"), self.day("to")
         if first and last and last < first:
-            self.refuse("to", "The 'to' date is before the 'from' date; swap them.")
+            self.refuse("to", gettext("The 'to' date is before the 'from' date; swap them."))
             return None, None
         return first, last
 
@@ -217,6 +229,12 @@ def _agents() -> list[User]:
 # -- pages ------------------------------------------------------------------------------------
 
 
+def audit_action(action: str) -> str:
+    """An audited action as the audit page names it (an unknown code as stored)."""
+    label = AUDIT_ACTIONS.get(action)
+    return str(label) if label is not None else action_name(action)
+
+
 HISTORY_FIELDS = ("number", "agent", "provider", "outcome", "from", "to")
 AUDIT_FIELDS = ("user", "action", "call", "outcome", "from", "to")
 
@@ -231,7 +249,8 @@ def history() -> ResponseReturnValue:
     calls, more = ([], False) if problems else _page_of(calls_query(current_user, filters), page)
     agents = _agents() if current_user.is_supervisor else []  # only supervisors pick one
     choices = {"agent": [(person.id, person.name) for person in agents],
-               "provider": [(p, p) for p in PROVIDERS], "outcome": [(o, o) for o in OUTCOMES]}
+               "provider": [(p, p) for p in PROVIDERS],
+               "outcome": [(o, label("outcome", o)) for o in OUTCOMES]}
     return render_template(
         "history/history.html", me=current_user, counts=queries.state_counts(db.session()),
         hub=hub, calls=calls, filters=filters, page=page, more=more, tz=_tz(), choices=choices,
@@ -286,7 +305,8 @@ def _csv_row(call: Call, tz: ZoneInfo) -> list[str]:
 def history_csv() -> Response:
     filters, problems = CallFilters.parse(request.args)
     if problems:  # a download, not a page: plain words naming each filter to fix
-        return Response("The export was refused: " + " ".join(problems.values()) + "\n",
+        return Response(gettext("The export was refused: %(problems)s",
+                                problems=" ".join(problems.values())) + "\n",
                         status=400, mimetype="text/plain")
     return csv_response(current_user, filters)
 
@@ -351,8 +371,10 @@ def audit() -> ResponseReturnValue:
     return render_template(
         "supervisor/audit.html", me=current_user, counts=queries.state_counts(db.session()),
         hub=hub, entries=entries, page=page, more=more, tz=_tz(),
-        args={k: v for k, v in args.items() if v},
+        args={k: v for k, v in args.items() if v}, audit_action=audit_action,
+        audit_outcome=outcome_name,
         choices={"user": [(person.id, person.name) for person in _agents()],
-                 "outcome": [(o, o) for o in AUDIT_OUTCOMES]},
+                 "action": [(a, audit_action(a)) for a in (*ACTION_NAMES, *AUDIT_ACTIONS)],
+                 "outcome": [(o, outcome_name(o)) for o in AUDIT_OUTCOMES]},
         **_shown_as_typed(AUDIT_FIELDS, problems),
     ), 400 if problems else 200

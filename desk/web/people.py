@@ -13,14 +13,13 @@ kept for the render (one request, or one live batch): a board of rows asks once 
 from __future__ import annotations
 
 from flask import g
+from flask_babel import gettext
 from sqlalchemy.orm import object_session
 
 from desk.extensions import db
 from desk.models import Call, User
 from desk.services.ingest import find_agent
 from desk.web import bp
-
-UNMATCHED_LABEL = "(not a desk user)"
 
 
 def desk_user_for(call: Call) -> User | None:
@@ -43,4 +42,6 @@ def answered_by_label(call: Call) -> str:
     user = desk_user_for(call)
     if user is not None:
         return user.name
-    return f"{call.answered_by} {UNMATCHED_LABEL}" if call.answered_by else ""
+    if not call.answered_by:
+        return ""
+    return gettext("%(party)s (not a desk user)", party=call.answered_by)

@@ -46,6 +46,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import force_locale, gettext, lazy_gettext
 from flask_login import current_user, login_required
 from sqlalchemy.orm import Session
 
@@ -58,14 +59,18 @@ from desk.providers.teleforge.client import field_errors_from
 from desk.providers.teleforge.rules import (
     PROVIDER,
     DialInvalid,
+    english,
     generate_reference,
     sip_error_header,
     sip_headers,
+    sip_reason,
     validate_dial,
 )
 from desk.services import audit, ingest
 from desk.services import dial as dial_service
 from desk.services.dial import (
+    CHECK_FIELDS,
+    REFERENCE_USED,
     DialNeedsConfirmation,
     DialOutcome,
     DialRefused,
@@ -153,23 +158,25 @@ def choose_phone() -> ResponseReturnValue:
     app = current_app_object()
     phone = request.form.get("phone", "").strip()
     if phone not in PHONES:
-        return _problem(400, "Choose where your calls ring: 'desk' (your desk phone) or "
-                             "'browser' (this browser).")
+        return _problem(400, gettext("Choose where your calls ring: 'desk' (your desk phone) "
+                                     "or 'browser' (this browser)."))
     if phone == "browser" and not configured(app):
-        return _problem(409, "The browser phone is not set up on this desk "
-                             "(DESK_TELEFORGE_SIP_WS_URL); ask an administrator.")
+        return _problem(409, gettext("The browser phone is not set up on this desk "
+                                     "(DESK_TELEFORGE_SIP_WS_URL); ask an administrator."))
     user = db.session.get_one(User, current_user.id)
     if phone == "browser" and not user.extension:
-        return _problem(409, "You have no extension, so the browser cannot register as your "
-                             "phone. Ask an administrator to give you one.")
+        return _problem(409, gettext("You have no extension, so the browser cannot register "
+                                     "as your phone. Ask an administrator to give you one."))
     password = request.form.get("sip_password", "")
     remember = request.form.get("remember") == "1"
     if len(password) > PASSWORD_MAX:
-        return _problem(400, f"A SIP password has at most {PASSWORD_MAX} characters.")
+        return _problem(400, gettext("A SIP password has at most %(most)s characters.",
+                                     most=PASSWORD_MAX))
     fernet = _fernet(app)
     if remember and password and fernet is None:
-        return _problem(409, "This desk cannot keep SIP passwords (no DESK_SIP_SECRET_KEY): "
-                             "leave 'remember' off and type it when you connect.")
+        return _problem(409, gettext("This desk cannot keep SIP passwords (no "
+                                     "DESK_SIP_SECRET_KEY): leave 'remember' off and type it "
+                                     "when you connect."))
     end_reads(db.session)
     user.phone = phone
     if remember and password and fernet is not None:
@@ -189,10 +196,11 @@ def credentials() -> ResponseReturnValue:
     app = current_app_object()
     user = db.session.get_one(User, current_user.id)
     if not configured(app):
-        return _problem(409, "The browser phone is not set up on this desk "
-                             "(DESK_TELEFORGE_SIP_WS_URL).")
+        return _problem(409, gettext("The browser phone is not set up on this desk "
+                                     "(DESK_TELEFORGE_SIP_WS_URL)."))
     if not user.extension:
-        return _problem(409, "You have no extension to register the browser phone with.")
+        return _problem(409, gettext("You have no extension to register the browser phone "
+                                     "with."))
     return jsonify({
         "ws_url": app.config["DESK_TELEFORGE_SIP_WS_URL"],
         "domain": app.config["DESK_TELEFORGE_SIP_DOMAIN"],
@@ -235,9 +243,11 @@ def place_call(
     agent_value, owner = resolve_agent(session, user, None)
     if agent and agent.strip() and agent.strip() != agent_value:
         raise DialRefused(
-            422, "Your phone is this browser, so calls from it come from your own extension.",
-            errors={"agent": f"Calls from this browser come from your extension "
-                             f"({agent_value}); choose your desk phone to dial for others."},
+            422, lazy_gettext("Your phone is this browser, so calls from it come from your own "
+                              "extension."),
+            errors={"agent": lazy_gettext(
+                "Calls from this browser come from your extension (%(extension)s); choose your "
+                "desk phone to dial for others.", extension=agent_value)},
         )
     generated = not reference.strip()
     if generated:
@@ -248,10 +258,11 @@ def place_call(
         checked = validate_dial(agent_value, callee, outbound_id, reference)
     except DialInvalid as exc:
         end_reads(session)
-        audit.record(session, user_id=user.id, action="dial", outcome="invalid",
-                     detail={"fields": fields, "errors": exc.errors, "via": "softphone"})
+        with force_locale("en"):  # the audit log keeps the messages in English
+            audit.record(session, user_id=user.id, action="dial", outcome="invalid",
+                         detail={"fields": fields, "errors": exc.errors, "via": "softphone"})
         session.commit()
-        raise DialRefused(422, "Check the highlighted fields.", errors=exc.errors,
+        raise DialRefused(422, CHECK_FIELDS, errors=exc.errors,
                           warnings=exc.warnings) from None
     if nobody := unknown_extension(session, checked.agent):
         raise DialRefused(422, nobody, errors={"agent": nobody})
@@ -267,11 +278,13 @@ def place_call(
         to_number=checked.callee, outbound_id=checked.outbound_id,
     )
     if call is None:
-        message = ("This dial was sent already; it was not placed again." if generated else
-                   f"A call with reference {checked.reference!r} exists already; it was not "
-                   "placed again. Use a new reference, or leave it empty to have one generated.")
+        message = lazy_gettext("This dial was sent already; it was not placed again.") \
+            if generated else lazy_gettext(
+                "A call with reference %(reference)s exists already; it was not placed again. "
+                "Use a new reference, or leave it empty to have one generated.",
+                reference=repr(checked.reference))
         raise DialRefused(409, message, errors={} if generated else {
-            "reference": "This reference was used already: type another, or leave it empty."})
+            "reference": REFERENCE_USED})
 
     domain = app.config["DESK_TELEFORGE_SIP_DOMAIN"]
     invite = Invite(call_id=call.id, target=f"sip:{checked.callee}@{domain}",
@@ -287,8 +300,9 @@ def place_call(
         detail["warnings"] = checked.warnings
     # "ok": the desk handed the INVITE to the agent's browser; Teleforge's answer to it is
     # audited when the page reports it (``report``).
-    audit.record(session, user_id=user.id, call_id=call.id, action="dial", outcome="ok",
-                 detail=detail)
+    with force_locale("en"):  # the questions and warnings, in English
+        audit.record(session, user_id=user.id, call_id=call.id, action="dial", outcome="ok",
+                     detail=detail)
     session.commit()
     outcome = DialOutcome(call=call, request=checked, reference_generated=generated,
                           warnings=dict(checked.warnings))
@@ -301,7 +315,7 @@ def place_call(
 def _reported() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        abort(400, "Send the call's news as a JSON object.")
+        abort(400, gettext("Send the call's news as a JSON object."))
     return body
 
 
@@ -324,9 +338,9 @@ def report(call_id: int, what: str) -> ResponseReturnValue:
     call = session.get(Call, call_id)
     if call is None or call.provider != PROVIDER or (call.provider_facts or {}).get("via") \
             != "softphone":
-        abort(404, "No call placed from a browser has this id.")
+        abort(404, gettext("No call placed from a browser has this id."))
     if call.agent_id != current_user.id:
-        abort(403, "Only the agent whose browser placed this call can report on it.")
+        abort(403, gettext("Only the agent whose browser placed this call can report on it."))
     body = _reported()
     now = utcnow()
     extension = current_user.extension or ""
@@ -355,11 +369,11 @@ def _failed(session: Session, call: Call, body: dict[str, Any], now: Any) -> Res
     try:
         status = int(body.get("status") or 0)
     except (TypeError, ValueError):
-        abort(400, "'status' must be the SIP status code the call ended with.")
+        abort(400, gettext("'status' must be the SIP status code the call ended with."))
     reason = str(body.get("reason") or "")[:_TEXT_LIMIT]
     raw_errors = body.get("errors") or []
     if not isinstance(raw_errors, list):
-        abort(400, "'errors' must be the list of the error headers' values.")
+        abort(400, gettext("'errors' must be the list of the error headers' values."))
     errors = [str(item)[:_TEXT_LIMIT] for item in raw_errors[:_REPORT_LIMIT]]
     version = str(current_app.config["DESK_TELEFORGE_VERSION"])
     header = sip_error_header(version)
@@ -371,13 +385,22 @@ def _failed(session: Session, call: Call, body: dict[str, Any], now: Any) -> Res
             fields[name] = f"{fields[name]}; {text}" if name in fields else text
         general = "; ".join(filter(None, [general, rest]))
     cause = _CAUSES.get(status, "failed")
+    # Lazy: the form's banner says it in the agent's language, the row and the audit log
+    # keep its English (``stored``).
+    message: Any
     if status == 0:
-        message = "The browser could not reach Teleforge's SIP server; the call was not placed."
+        message = lazy_gettext("The browser could not reach Teleforge's SIP server; the call "
+                               "was not placed.")
     elif errors:
         detail = "; ".join([*(f"{k}: {v}" for k, v in fields.items()), *filter(None, [general])])
-        message = f"Teleforge refused the call (SIP {status}): {detail}"
+        message = lazy_gettext("Teleforge refused the call (SIP %(status)s): %(detail)s",
+                               status=status, detail=detail)
+    elif reason:
+        message = lazy_gettext("The call did not connect (SIP %(status)s %(reason)s).",
+                               status=status, reason=sip_reason(reason))
     else:
-        message = f"The call did not connect (SIP {status}{' ' + reason if reason else ''})."
+        message = lazy_gettext("The call did not connect (SIP %(status)s).", status=status)
+    stored = english(message)
     payload = {"status": status, "reason": reason, "errors": errors}
     user_id = current_user.id
 
@@ -386,11 +409,11 @@ def _failed(session: Session, call: Call, body: dict[str, Any], now: Any) -> Res
         if row is None:
             return
         if cause == "failed":
-            row.action_error = message
+            row.action_error = stored
         mark_changed(inner, CALLS, row.id)
         audit.record(inner, user_id=user_id, call_id=row.id, action="dial",
                      outcome="refused" if status else "error",
-                     detail={"via": "softphone"}, provider_answer={**payload, "message": message})
+                     detail={"via": "softphone"}, provider_answer={**payload, "message": stored})
 
     _ingest(session, call, "failed", payload,
             CallEvent(provider=PROVIDER, provider_call_id=call.provider_call_id, kind="ended",
@@ -404,7 +427,7 @@ def _failed(session: Session, call: Call, body: dict[str, Any], now: Any) -> Res
               else call.provider_call_id}
     state = form_state(user, values)
     for name, text in fields.items():
-        state["errors"][name] = f"Teleforge: {text}"
+        state["errors"][name] = gettext("Teleforge: %(message)s", message=text)
     state["banner"] = {"kind": "error", "text": message}
     state["answer"] = True
     response = current_app.make_response(

@@ -6,6 +6,7 @@
  * list before htmx sees the frame (the "desk-live" extension on the page's ws-connect). */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
 
   function place(row) {
     if (!row || !row.dataset || !row.dataset.section) return;
@@ -133,7 +134,7 @@
   var CONTROLS = ".live-root button, .live-root input, .live-root select, #presence select, " +
     "#presence button";
   function offline() {
-    status("reconnecting", "offline — reconnecting…");
+    status("reconnecting", _("offline — reconnecting…"));
     var controls = document.querySelectorAll(CONTROLS);
     for (var i = 0; i < controls.length; i++) {
       if (!controls[i].disabled) {
@@ -145,7 +146,7 @@
     if (banner) banner.hidden = false;
   }
   function online() {
-    status("live", "live");
+    status("live", _("live"));
     var controls = document.querySelectorAll("[data-offline-disabled]");
     for (var i = 0; i < controls.length; i++) {
       controls[i].disabled = false;
@@ -204,7 +205,9 @@
     if (!toast) return;
     var xhr = event.detail.xhr;
     toast.textContent = (xhr && xhr.responseText && xhr.responseText.length < 300)
-      ? xhr.responseText : "That did not work (" + (xhr ? xhr.status : "network") + "). Try again.";
+      ? xhr.responseText
+      : xhr ? _("That did not work (%(status)s). Try again.", {status: xhr.status})
+      : _("That did not work (network). Try again.");
     delete toast.dataset.kind;
     toast.hidden = false;
     clearTimeout(toast._timer);
@@ -213,7 +216,7 @@
   document.addEventListener("htmx:sendError", function () {
     var toast = document.getElementById("toast");
     if (!toast) return;
-    toast.textContent = "The desk cannot be reached. Check the connection and try again.";
+    toast.textContent = _("The desk cannot be reached. Check the connection and try again.");
     toast.dataset.kind = "offline";  // hidden again when the websocket is back (online)
     clearTimeout(toast._timer);
     toast.hidden = false;
@@ -224,6 +227,7 @@
  * messages under the fields); tel: links open the dial form filled in. */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
@@ -256,7 +260,7 @@
     try {
       navigator.registerProtocolHandler("tel", window.location.origin + "/dial?number=%s");
     } catch (err) {
-      button.textContent = "This browser does not allow it here (HTTPS is needed).";
+      button.textContent = _("This browser does not allow it here (HTTPS is needed).");
     }
   });
 })();
@@ -268,6 +272,8 @@
  * choices are kept in this browser. */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
+  var count = new Intl.NumberFormat(document.documentElement.lang || "en");
 
   var PREFS = "desk.alerts.";
   var banner, list, say, baseTitle;
@@ -322,12 +328,12 @@
 
   // -- the rows marked for you -----------------------------------------------------------------
   function parties(row) {
-    return (row.dataset.from || "unknown") + " → " + (row.dataset.to || "unknown");
+    return (row.dataset.from || _("unknown")) + " → " + (row.dataset.to || _("unknown"));
   }
   function notify(row, id) {
     if (!pref("notify") || !notifications() || window.Notification.permission !== "granted") return;
     try {
-      var note = new window.Notification("Call ringing for you", { body: parties(row), tag: "desk-call-" + id });
+      var note = new window.Notification(_("Call ringing for you"), { body: parties(row), tag: "desk-call-" + id });
       note.onclick = function () { window.focus(); note.close(); };
       shown[id] = note;
     } catch (err) { /* this browser shows notifications from a service worker only */ }
@@ -352,7 +358,9 @@
       list.appendChild(item);
       if (!announced[id]) {
         announced[id] = true;
-        say.textContent = "Call ringing for you from " + (row.dataset.from || "an unknown number") + ".";
+        say.textContent = row.dataset.from
+          ? _("Call ringing for you from %(number)s.", {number: row.dataset.from})
+          : _("Call ringing for you from an unknown number.");
         notify(row, id);
       }
     }
@@ -360,7 +368,9 @@
       if (!now[gone]) { shown[gone].close(); delete shown[gone]; }
     }
     banner.hidden = rows.length === 0;
-    document.title = rows.length ? "(" + rows.length + ") Ringing for you · " + baseTitle : baseTitle;
+    document.title = rows.length
+      ? _("(%(count)s) Ringing for you · %(title)s", {count: count.format(rows.length), title: baseTitle})
+      : baseTitle;
     document.body.dataset.ringingForYou = String(rows.length);
     ring(rows.length > 0);
   }
@@ -401,8 +411,8 @@
         setPref("notify", answer === "granted");
         if (answer !== "granted") {
           status.textContent = window.parent !== window
-            ? "The browser allows no notifications inside another site's page: use Pop out."
-            : "Notifications are blocked for this site: allow them in the browser's site settings.";
+            ? _("The browser allows no notifications inside another site's page: use Pop out.")
+            : _("Notifications are blocked for this site: allow them in the browser's site settings.");
         }
         show();
       });

@@ -9,6 +9,7 @@
  * buttons pressed are the row's own, so the server decides exactly as for a click. */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
 
   var CONFIRM_MS = 2000;
   var armed = null; // {key, until} while a second press would confirm
@@ -40,11 +41,11 @@
     return (from ? from.textContent.trim() : "?") + " → " + (to ? to.textContent.trim() : "?");
   }
 
-  function button(row, names) {
-    var buttons = row.querySelectorAll(".call__actions button");
+  // A row's button by the request it makes, not by its label (which is in the page's language).
+  function button(row, selectors) {
+    var buttons = row.querySelectorAll(selectors.map(function (s) { return ".call__actions " + s; }).join(", "));
     for (var i = 0; i < buttons.length; i++) {
-      var label = buttons[i].textContent.trim();
-      if (names.indexOf(label) !== -1 && !buttons[i].disabled) return buttons[i];
+      if (!buttons[i].disabled) return buttons[i];
     }
     return null;
   }
@@ -57,38 +58,40 @@
 
   function hangUp() {
     var row = myCall();
-    if (!row) { say("You are on no call."); return; }
-    var hang = button(row, ["Hang up"]);
-    if (!hang) { say("This call cannot be hung up from the desk."); return; }
+    if (!row) { say(_("You are on no call.")); return; }
+    var hang = button(row, ["button[hx-post$='/hangup']"]);
+    if (!hang) { say(_("This call cannot be hung up from the desk.")); return; }
     var now = Date.now();
     if (armed && armed.key === "h" && armed.until > now) {
       armed = null;
-      say("Hanging up " + describe(row) + ".");
+      say(_("Hanging up %(call)s.", {call: describe(row)}));
       press(hang);
       return;
     }
     armed = {key: "h", until: now + CONFIRM_MS};
     row.scrollIntoView({block: "nearest"});
-    say("Press H again to hang up " + describe(row) + ".");
+    say(_("Press H again to hang up %(call)s.", {call: describe(row)}));
   }
 
   function record() {
     var row = myCall();
-    if (!row) { say("You are on no call."); return; }
-    press(button(row, ["Record", "Stop recording", "Resume recording"]),
-          "Recording is not available on this call.");
+    if (!row) { say(_("You are on no call.")); return; }
+    // Record, Stop recording or Resume recording (never Pause recording).
+    press(button(row, ["button[hx-post$='/recording']", "button[hx-delete$='/recording']",
+                       "button[hx-post$='/recording/resume']"]),
+          _("Recording is not available on this call."));
   }
 
   function dialField() {
     var field = document.getElementById("dial-callee");
-    if (!field) { say("There is no dial form on this page."); return; }
+    if (!field) { say(_("There is no dial form on this page.")); return; }
     field.focus();
     field.select();
   }
 
   function wrapUp() {
     var field = document.querySelector("#calls-ended .wrapup__form select, #calls-ended .wrapup__form input[name=note]");
-    if (!field) { say("No ended call waits for a wrap-up."); return; }
+    if (!field) { say(_("No ended call waits for a wrap-up.")); return; }
     field.focus();
   }
 

@@ -9,6 +9,7 @@
  *  - message data is checked and only ever used as text or form values, never as HTML. */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
 
   var PROTOCOL = "desk/1";
   var TOKEN_KEY = "desk.embed.token";
@@ -108,21 +109,21 @@
     var popup = null;
     loginBox.querySelector("button").addEventListener("click", function () {
       popup = window.open("/embed/login", "desk-login", "popup,width=480,height=640");
-      status.textContent = popup ? "Log in in the new window…" : "Allow pop-ups for the CRM to log in.";
+      status.textContent = popup ? _("Log in in the new window…") : _("Allow pop-ups for the CRM to log in.");
     });
     window.addEventListener("message", function (event) {
       if (!popup || event.source !== popup || event.origin !== self) return;
       var msg = event.data;
       if (!msg || msg.v !== PROTOCOL || msg.type !== "login_code" || typeof msg.code !== "string") return;
       popup = null;
-      status.textContent = "Logging in…";
+      status.textContent = _("Logging in…");
       fetch("/embed/exchange", {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code: msg.code }),
       })
         .then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
         .then(function (answer) {
-          if (!answer.ok) throw new Error(answer.data.error || "The login did not work.");
+          if (!answer.ok) throw new Error(answer.data.error || _("The login did not work."));
           // Did the browser keep our (partitioned) cookie? Then we are a normal desk page.
           return fetch("/embed/session", { credentials: "same-origin", cache: "no-store" })
             .then(function (r) { return r.json(); })
@@ -135,7 +136,10 @@
               }
             });
         })
-        .catch(function (err) { status.textContent = err.message; });
+        .catch(function (err) {
+          // The desk's own refusal (thrown above) as it came; a browser's (network, JSON) not.
+          status.textContent = err && err.name === "Error" ? err.message : _("The login did not work.");
+        });
     });
   }
 
@@ -156,6 +160,7 @@
   // -- the protocol ---------------------------------------------------------------------------
   if (!framed) return;
 
+  // desk/1 is read by the CRM's code: its codes and messages stay English.
   function post(type, data, id) {
     var msg = { v: PROTOCOL, type: type };
     if (id !== undefined && id !== null) msg.id = id;

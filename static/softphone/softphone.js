@@ -23,6 +23,9 @@ import {
 } from "../vendor/sip.js/index.js";
 
 const root = document.querySelector("[data-softphone]");
+// The page's words (static/board/i18n.js, a deferred script that runs before this module).
+const _ = window.DeskI18n.gettext;
+const count = new Intl.NumberFormat(document.documentElement.lang || "en");
 
 function csrfToken() {
   const meta = document.querySelector('meta[name="csrf-token"]');
@@ -93,20 +96,20 @@ let generation = 0;
 
 async function connect(typed) {
   const mine = ++generation;
-  say("Connecting…");
+  say(_("Connecting…"));
   await disconnect();
   if (mine !== generation) return;
   const response = await post(root.getAttribute("data-credentials-url"), {});
   if (mine !== generation) return;
   if (!response.ok) {
-    say("Not connected: " + (await messageOf(response)));
+    say(_("Not connected: %(reason)s", { reason: await messageOf(response) }));
     return;
   }
   const creds = await response.json();
   if (mine !== generation) return;
   const password = typed || creds.password;
   if (!password) {
-    say("Not connected: type your SIP password above and press Save and connect.");
+    say(_("Not connected: type your SIP password above and press Save and connect."));
     return;
   }
   const ua = new UserAgent({
@@ -124,7 +127,9 @@ async function connect(typed) {
       onDisconnect: function (error) {
         if (phone.ua !== ua) return;
         phone.registered = false;
-        say("Not connected: the SIP websocket closed" + (error ? " (" + error.message + ")" : "") + ". Save and connect to try again.");
+        say(error
+          ? _("Not connected: the SIP websocket closed (%(error)s). Save and connect to try again.", { error: error.message })
+          : _("Not connected: the SIP websocket closed. Save and connect to try again."));
       },
     },
   });
@@ -132,7 +137,7 @@ async function connect(typed) {
   try {
     await ua.start();
   } catch (err) {
-    if (mine === generation) say("Not connected: Teleforge's SIP websocket (" + creds.ws_url + ") cannot be reached.");
+    if (mine === generation) say(_("Not connected: Teleforge's SIP websocket (%(url)s) cannot be reached.", { url: creds.ws_url }));
     return;
   }
   if (mine !== generation) {
@@ -145,7 +150,7 @@ async function connect(typed) {
     if (phone.registerer !== registerer) return;  // one replaced by a newer connection
     phone.registered = state === RegistererState.Registered;
     if (phone.registered) {
-      say("Connected: calls to extension " + creds.user + " ring in this browser.");
+      say(_("Connected: calls to extension %(extension)s ring in this browser.", { extension: creds.user }));
       listDevices();
     }
   });
@@ -153,8 +158,10 @@ async function connect(typed) {
     requestDelegate: {
       onReject: function (reply) {
         const code = reply.message.statusCode;
-        say("Not connected: Teleforge refused the registration (SIP " + code + " " + reply.message.reasonPhrase + ")" +
-            (code === 401 || code === 403 || code === 407 ? ": check the SIP password." : "."));
+        const refusal = { code: code, reason: reply.message.reasonPhrase };
+        say(code === 401 || code === 403 || code === 407
+          ? _("Not connected: Teleforge refused the registration (SIP %(code)s %(reason)s): check the SIP password.", refusal)
+          : _("Not connected: Teleforge refused the registration (SIP %(code)s %(reason)s).", refusal));
       },
     },
   });
@@ -184,7 +191,7 @@ function otherParty(session) {
   const identity = session.remoteIdentity;
   const user = identity && identity.uri ? identity.uri.user : "";
   const name = identity && identity.displayName ? identity.displayName : "";
-  return name && name !== user ? name + " (" + user + ")" : user || "unknown caller";
+  return name && name !== user ? name + " (" + user + ")" : user || _("unknown caller");
 }
 
 async function reportOutbound(session, state) {
@@ -223,21 +230,21 @@ function track(session, label) {
   session.stateChange.addListener(function (state) {
     if (state === SessionState.Established) {
       attachMedia(session);
-      showCall("On a call with " + label);
+      showCall(_("On a call with %(party)s", { party: label }));
     }
     if (state === SessionState.Terminated && phone.session === session) {
       phone.session = null;
       part("call").hidden = true;
       part("incoming").hidden = true;
       part("audio").srcObject = null;
-      say(phone.registered ? "Call ended. Connected: calls ring in this browser." : "Call ended.");
+      say(phone.registered ? _("Call ended. Connected: calls ring in this browser.") : _("Call ended."));
     }
     // SIP.js ends the session before it hands the refusal to invite()'s onReject: report
     // once that has run, so a refusal is reported as one, with its error headers.
     // One report after the other, so the desk hears "answered" before "ended".
     setTimeout(function () {
       reports = reports.then(function () { return reportOutbound(session, state); }).catch(function () {
-        say("The desk did not hear how the call went; the board may lag until Teleforge's record arrives.");
+        say(_("The desk did not hear how the call went; the board may lag until Teleforge's record arrives."));
       });
     }, 0);
   });
@@ -245,7 +252,7 @@ function track(session, label) {
 
 function place(invite) {
   if (!phone.ua || !phone.registered) {
-    say("Not connected: the call was not placed.");
+    say(_("Not connected: the call was not placed."));
     return;
   }
   const extraHeaders = Object.keys(invite.headers).map(function (name) {
@@ -261,7 +268,7 @@ function place(invite) {
   const label = target.user;
   track(inviter, label);
   part("call").hidden = false;
-  part("call-label").textContent = "Calling " + label + "…";
+  part("call-label").textContent = _("Calling %(number)s…", { number: label });
   inviter.invite({
     requestDelegate: {
       onReject: function (reply) {
@@ -292,7 +299,7 @@ function ringing(invitation) {
   track(invitation, caller);
   part("caller").textContent = caller;
   part("incoming").hidden = false;
-  say("Ringing for you: " + caller);
+  say(_("Ringing for you: %(caller)s", { caller: caller }));
 }
 
 function hangUp() {
@@ -325,10 +332,10 @@ async function toggleHold() {
           handler.enableSenderTracks(!hold && !phone.muted);
         }
         part("hold").setAttribute("aria-pressed", hold ? "true" : "false");
-        part("hold").textContent = hold ? "Resume" : "Hold";
+        part("hold").textContent = hold ? _("Resume") : _("Hold");
       },
       onReject: function () {
-        say("Teleforge did not accept the " + (hold ? "hold" : "resume") + ".");
+        say(hold ? _("Teleforge did not accept the hold.") : _("Teleforge did not accept the resume."));
       },
     },
   });
@@ -340,7 +347,7 @@ function toggleMute() {
   phone.muted = !phone.muted;
   session.sessionDescriptionHandler.enableSenderTracks(!phone.muted && !phone.held);
   part("mute").setAttribute("aria-pressed", phone.muted ? "true" : "false");
-  part("mute").textContent = phone.muted ? "Unmute" : "Mute";
+  part("mute").textContent = phone.muted ? _("Unmute") : _("Mute");
 }
 
 function sendTone(tone) {
@@ -354,7 +361,7 @@ function sendTone(tone) {
       content: "Signal=" + tone + "\r\nDuration=160",
     } } });
   }
-  part("sent").textContent = "Sent " + tone;
+  part("sent").textContent = _("Sent %(tone)s", { tone: tone });
 }
 
 /* -- devices ---------------------------------------------------------------------------- */
@@ -365,10 +372,11 @@ async function listDevices() {
   [["mic", "audioinput"], ["speaker", "audiooutput"]].forEach(function (pair) {
     const select = part(pair[0]);
     const chosen = select.value;
-    select.replaceChildren(new Option("Default", ""));
+    select.replaceChildren(new Option(_("Default"), ""));
     devices.filter(function (d) { return d.kind === pair[1] && d.deviceId && d.deviceId !== "default"; })
       .forEach(function (d, i) {
-        select.append(new Option(d.label || (pair[0] === "mic" ? "Microphone " : "Speaker ") + (i + 1), d.deviceId));
+        const number = { num: count.format(i + 1) };
+        select.append(new Option(d.label || (pair[0] === "mic" ? _("Microphone %(num)s", number) : _("Speaker %(num)s", number)), d.deviceId));
       });
     select.value = chosen;
   });
@@ -406,13 +414,13 @@ if (root) {
     if (event.target.name === "phone") showPassword();
     if (event.target.matches("[data-softphone-mic]")) chooseMic(event.target.value);
     if (event.target.matches("[data-softphone-speaker]")) {
-      part("audio").setSinkId(event.target.value).catch(function () { say("That speaker cannot be used."); });
+      part("audio").setSinkId(event.target.value).catch(function () { say(_("That speaker cannot be used.")); });
     }
   });
 
   root.querySelector("[data-softphone-choice]").addEventListener("submit", async function (event) {
     event.preventDefault();
-    say("Saving…");
+    say(_("Saving…"));
     const form = event.target;
     const field = form.querySelector('input[name="sip_password"]');
     const typed = field.value;
@@ -425,13 +433,13 @@ if (root) {
     const answer = await response.json();
     root.setAttribute("data-phone", answer.phone);
     if (answer.phone === "browser" && phone.registered && !typed) {
-      say("Connected: calls to extension " + root.getAttribute("data-extension") + " ring in this browser.");
+      say(_("Connected: calls to extension %(extension)s ring in this browser.", { extension: root.getAttribute("data-extension") }));
     } else if (answer.phone === "browser") {
       await connect(typed);
     } else {
       generation++;
       await disconnect();
-      say("Calls ring on your desk phone.");
+      say(_("Calls ring on your desk phone."));
     }
   });
 
@@ -470,6 +478,6 @@ if (root) {
   window.addEventListener("pagehide", function () { disconnect(); });
 
   if (root.getAttribute("data-phone") === "browser") {
-    connect("").catch(function () { say("Not connected: the browser phone could not start."); });
+    connect("").catch(function () { say(_("Not connected: the browser phone could not start.")); });
   }
 }

@@ -9,6 +9,9 @@
  * its once-a-minute refresh; after either swap the chart takes the new data. */
 (function () {
   "use strict";
+  var _ = window.DeskI18n.gettext;
+  var language = document.documentElement.lang || "en";
+  var count = new Intl.NumberFormat(language);
 
   function colourTimers() {
     var now = Date.now();
@@ -35,6 +38,18 @@
     try { return JSON.parse(source.dataset.chart); } catch (err) { return null; }
   }
 
+  // Times on the chart as the page's language writes them, 24-hour, in the day's time zone.
+  function clockIn(zone) {
+    var options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    var format;
+    try { format = new Intl.DateTimeFormat(language, Object.assign({ timeZone: zone }, options)); }
+    catch (err) { format = new Intl.DateTimeFormat(language, options); }  // a zone this browser lacks
+    return function (seconds) { return format.format(new Date(seconds * 1000)); };
+  }
+  function shown(formatter) {
+    return function (u, value) { return value == null ? "–" : formatter(value); };
+  }
+
   function size(el) {
     return { width: Math.max(300, el.clientWidth), height: Math.max(200, Math.round(window.innerHeight * 0.28)) };
   }
@@ -47,19 +62,22 @@
     el.dataset.total = data.calls.reduce(function (a, b) { return a + b; }, 0);
     if (chart) { chart.setData(series); return; }
     var dims = size(el);
+    var clock = clockIn(data.tz);
     var bars = window.uPlot.paths && window.uPlot.paths.bars ? window.uPlot.paths.bars({ size: [0.8, 40] }) : undefined;
     chart = new window.uPlot({
       width: dims.width, height: dims.height,
       tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), data.tz); },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, max + 1)]; } } },
       axes: [
-        { stroke: "#a3acc2", grid: { stroke: "#2c3650" } },
-        { stroke: "#a3acc2", grid: { stroke: "#2c3650" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }
+        { stroke: "#a3acc2", grid: { stroke: "#2c3650" },
+          values: function (u, splits) { return splits.map(clock); } },
+        { stroke: "#a3acc2", grid: { stroke: "#2c3650" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+          values: function (u, splits) { return splits.map(function (n) { return count.format(n); }); } }
       ],
       series: [
-        {},
-        { label: "Calls", stroke: "#84adff", fill: "rgba(132,173,255,0.35)", paths: bars },
-        { label: "Abandoned", stroke: "#f97066", fill: "rgba(249,112,102,0.45)", paths: bars }
+        { label: _("Time"), value: shown(clock) },
+        { label: _("Calls"), stroke: "#84adff", fill: "rgba(132,173,255,0.35)", paths: bars, value: shown(count.format) },
+        { label: _("Abandoned"), stroke: "#f97066", fill: "rgba(249,112,102,0.45)", paths: bars, value: shown(count.format) }
       ]
     }, series, el);
     window.addEventListener("resize", function () { chart.setSize(size(el)); });

@@ -7,6 +7,11 @@ Teleforge's answer are mapped back onto the dial form's fields (``field_errors_f
 Sources: Teleforge's page "Create a Call" (docs v4.0.0 onwards, see ``rules``) gives the URL
 ``POST http://<server>:<http_port>/click2dial/calls`` and the JSON body; it does not describe
 the answer, so the answer's reading here is the desk's own (as tolerant as it can be).
+
+A ``TeleforgeError``'s ``message`` is lazy (``lazy_gettext``): the dial form shows it in the
+agent's language; what the desk stores of it (``Call.action_error``, the audit log) is its
+English (``rules.english``). Teleforge's own texts (its error answers) are shown as they came:
+it documents where they come, not their wording.
 """
 
 from __future__ import annotations
@@ -18,9 +23,16 @@ from typing import Any
 
 import requests
 from flask import Flask
+from flask_babel import lazy_gettext
 from urllib3.exceptions import NewConnectionError
 
-from desk.providers.teleforge.rules import DEFAULT_PORT, DialRequest, parse_version, payload
+from desk.providers.teleforge.rules import (
+    DEFAULT_PORT,
+    DialRequest,
+    english,
+    parse_version,
+    payload,
+)
 from desk.settings import SettingsError
 
 
@@ -71,14 +83,14 @@ class TeleforgeError(Exception):
     def __init__(
         self,
         kind: str,
-        message: str,
+        message: Any,
         status: int | None = None,
         body: Any = None,
         field_errors: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(english(message))  # str(error), for the logs
         self.kind = kind
-        self.message = message
+        self.message = message  # lazy: in the reader's language wherever it is shown
         self.status = status
         self.body = body
         self.field_errors = dict(field_errors or {})
@@ -207,34 +219,41 @@ class TeleforgeClient:
         except requests.ConnectTimeout as exc:
             raise TeleforgeError(
                 "unreachable",
-                f"Teleforge at {self.base_url} did not accept a connection within "
-                f"{self.timeout:g}s; the call was not placed. Check the address and network.",
+                lazy_gettext(
+                    "Teleforge at %(url)s did not accept a connection within %(seconds)ss; the "
+                    "call was not placed. Check the address and network.",
+                    url=self.base_url, seconds=format(self.timeout, "g")),
             ) from exc
         except requests.Timeout as exc:
             raise TeleforgeError(
                 "timeout",
-                f"Teleforge did not answer within {self.timeout:g}s. The call may still have "
-                "been placed: check the board before dialling again.",
+                lazy_gettext(
+                    "Teleforge did not answer within %(seconds)ss. The call may still have "
+                    "been placed: check the board before dialling again.",
+                    seconds=format(self.timeout, "g")),
             ) from exc
         except requests.ConnectionError as exc:
             if _caused_by(exc, ConnectionRefusedError):
                 raise TeleforgeError(
                     "refused",
-                    f"Teleforge refused the connection at {self.base_url}; the call was not "
-                    f"placed. Is Click2Dial running on that port (default {DEFAULT_PORT} "
-                    "from v3.3)?",
+                    lazy_gettext(
+                        "Teleforge refused the connection at %(url)s; the call was not "
+                        "placed. Is Click2Dial running on that port (default %(port)s "
+                        "from v3.3)?", url=self.base_url, port=DEFAULT_PORT),
                 ) from exc
             if _caused_by(exc, NewConnectionError):
                 # Name resolution, no route, ...: the connection was never made.
                 raise TeleforgeError(
                     "unreachable",
-                    f"Teleforge at {self.base_url} cannot be reached ({_short(exc)}); "
-                    "the call was not placed.",
+                    lazy_gettext(
+                        "Teleforge at %(url)s cannot be reached (%(reason)s); the call was "
+                        "not placed.", url=self.base_url, reason=_short(exc)),
                 ) from exc
             raise TeleforgeError(
                 "interrupted",
-                "The connection to Teleforge dropped before it answered. The call may still "
-                "have been placed: check the board before dialling again.",
+                lazy_gettext(
+                    "The connection to Teleforge dropped before it answered. The call may "
+                    "still have been placed: check the board before dialling again."),
             ) from exc
 
         answer = _body(response)
@@ -248,7 +267,9 @@ class TeleforgeClient:
             )
             raise TeleforgeError(
                 "rejected",
-                f"Teleforge refused the call (HTTP {status})" + (f": {detail}" if detail else ""),
+                lazy_gettext("Teleforge refused the call (HTTP %(status)s): %(detail)s",
+                             status=status, detail=detail) if detail else
+                lazy_gettext("Teleforge refused the call (HTTP %(status)s)", status=status),
                 status=status,
                 body=answer,
                 field_errors=fields,
@@ -256,15 +277,17 @@ class TeleforgeClient:
         if status >= 500:
             raise TeleforgeError(
                 "server_error",
-                f"Teleforge failed with HTTP {status}. The call may or may not have been "
-                "placed: check the board before dialling again.",
+                lazy_gettext(
+                    "Teleforge failed with HTTP %(status)s. The call may or may not have been "
+                    "placed: check the board before dialling again.", status=status),
                 status=status,
                 body=answer,
             )
         raise TeleforgeError(
             "unexpected",
-            f"Teleforge answered HTTP {status}, which the desk does not expect; "
-            "check the configured Teleforge URL.",
+            lazy_gettext(
+                "Teleforge answered HTTP %(status)s, which the desk does not expect; "
+                "check the configured Teleforge URL.", status=status),
             status=status,
             body=answer,
         )

@@ -4,7 +4,8 @@ Owns what the desk knows about placing a Teleforge Click2Dial call: checking and
 what an agent typed into the dial form (``validate_dial``), the JSON body for
 ``POST /click2dial/calls`` in the key spelling of the PBX's version (``payload``) and the
 WebRTC variant's SIP headers (``sip_headers``). Pure, like the other adapters: no
-``request``, no ``current_app``, no database.
+``request``, no ``current_app``, no database. Its messages are lazy (``lazy_gettext``): a
+page shows them in its reader's language, the audit log and the logs in English.
 
 Where each fact comes from (Teleforge's public pages, docs for v4.0.0 onwards, checked in
 ``specs/README.md`` section "Teleforge Click2Dial"; the ``specs/teleforge-click2dial.txt``
@@ -24,6 +25,9 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import LazyString, force_locale, lazy_gettext
 
 PROVIDER = "teleforge"
 DEFAULT_PORT = 8300  # from Teleforge v3.3; older PBXs use the port in their issued configuration
@@ -44,54 +48,78 @@ _PUNCTUATION = re.compile(r"[\s\u200b-\u200d\u2060\ufeff\-\u2010-\u2015\u2212.()
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 
 # What the dial form says, in the words of someone typing a number: what to type, never
-# why the PBX needs it. ``{n}`` is a count, ``{chars}`` the characters to take out
-# (``name_characters``). The form's checks while typing (static/board/dial.js, given these
-# texts by desk.web.dial) show the same words for the simple rules: missing, characters, and
-# numbers that are already too long.
-NUMBER_MISSING = "Type the number to dial, for example 082 000 1234."
-NUMBER_CHARACTERS = (
+# why the PBX needs it. ``%(n)s`` is a count, ``%(chars)s`` the characters to take out
+# (``name_characters``); ``fill`` puts them in. Each text is in the reader's language when
+# shown, and English where it is stored or logged (``english``). The form's checks while
+# typing (static/board/dial.js, given these texts by desk.web.dial) show the same words for
+# the simple rules: missing, characters, and numbers that are already too long.
+NUMBER_MISSING = lazy_gettext("Type the number to dial, for example 082 000 1234.")
+NUMBER_CHARACTERS = lazy_gettext(
     "A phone number has only digits, spaces, dashes and brackets, and + only at the start. "
-    "Take out {chars}."
+    "Take out %(chars)s."
 )
-NUMBER_DIGITS = "Type the number with the digits 0 to 9."
-NUMBER_START = (
+NUMBER_DIGITS = lazy_gettext("Type the number with the digits 0 to 9.")
+NUMBER_START = lazy_gettext(
     "Start the number with 0 (082 000 1234), 27 (27 82 000 1234) or + (+27 82 000 1234)."
 )
 # (prefix, digits before the counted ones, fewest, most, message): the document's three forms.
-NUMBER_LENGTHS: tuple[tuple[str, int, int, int, str], ...] = (
-    ("00", 2, 11, 14, "A number starting + or 00 has 11 to 14 more digits; this one has {n}."),
-    ("0", 0, 10, 10, "A number starting 0 has 10 digits, like 082 000 1234; this one has {n}."),
-    ("27", 0, 11, 11,
-     "A number starting 27 has 11 digits, like 27 82 000 1234; this one has {n}."),
+NUMBER_LENGTHS: tuple[tuple[str, int, int, int, LazyString], ...] = (
+    ("00", 2, 11, 14, lazy_gettext(
+        "A number starting + or 00 has 11 to 14 more digits; this one has %(n)s.")),
+    ("0", 0, 10, 10, lazy_gettext(
+        "A number starting 0 has 10 digits, like 082 000 1234; this one has %(n)s.")),
+    ("27", 0, 11, 11, lazy_gettext(
+        "A number starting 27 has 11 digits, like 27 82 000 1234; this one has %(n)s.")),
 )
-AGENT_MISSING = (
+AGENT_MISSING = lazy_gettext(
     "Type the extension to ring first, for example 1001, or pick an agent from the list."
 )
-AGENT_INVALID = (
+AGENT_INVALID = lazy_gettext(
     "Type a 3 or 4 digit extension, like 1001, or a phone number to ring first, "
     "like 082 000 1234."
 )
-OUTBOUND_MISSING = "Type the caller ID to show, or pick one from the list."
-OUTBOUND_INVALID = (
+OUTBOUND_MISSING = lazy_gettext("Type the caller ID to show, or pick one from the list.")
+OUTBOUND_INVALID = lazy_gettext(
     "Type random, tvc_ and a campaign name (tvc_sales), or a number: 11 digits starting 27 "
     "(27 82 000 1234) or 10 digits starting 0."
 )
-OUTBOUND_CAMPAIGN = (
+OUTBOUND_CAMPAIGN = lazy_gettext(
     "After tvc_ type the campaign name: 1 to 100 letters, digits or . - _ ~ (tvc_sales)."
 )
-OUTBOUND_NATIONAL = (
-    "{value} works, but providers often reject a caller ID starting 0; use {recommended} "
+OUTBOUND_NATIONAL = lazy_gettext(
+    "%(value)s works, but providers often reject a caller ID starting 0; use %(recommended)s "
     "instead."
 )
-REFERENCE_TOO_LONG = (
-    f"A reference has at most {REFERENCE_MAX} characters; this one has {{n}}. Shorten it, or "
+REFERENCE_TOO_LONG = lazy_gettext(
+    "A reference has at most %(most)s characters; this one has %(n)s. Shorten it, or "
     "leave it empty and the desk makes one."
 )
-REFERENCE_CHARACTERS = "A reference has only letters, digits and . - _ ~. Take out {chars}."
+REFERENCE_CHARACTERS = lazy_gettext(
+    "A reference has only letters, digits and . - _ ~. Take out %(chars)s."
+)
 # How a message names characters nobody can see.
-CHARACTER_NAMES = {" ": "the spaces", "\t": "the tabs", "\n": "the line breaks",
-                   "\r": "the line breaks"}
+CHARACTER_NAMES = {" ": lazy_gettext("the spaces"), "\t": lazy_gettext("the tabs"),
+                   "\n": lazy_gettext("the line breaks"),
+                   "\r": lazy_gettext("the line breaks")}
 NAMED_AT_MOST = 10
+
+
+def _filled(message: Any, values: dict[str, Any]) -> str:
+    return str(message) % values
+
+
+def fill(message: Any, **values: Any) -> LazyString:
+    """``message`` (a ``lazy_gettext`` text) with ``values`` in its ``%(name)s`` places,
+    translated whenever it is shown: in the reader's language on a page, in English where
+    ``english`` reads it. Values may be lazy too."""
+    return LazyString(_filled, message, values)
+
+
+def english(text: Any) -> str:
+    """``text`` (a string or a lazy message) in English: what the database, the audit log and
+    the logs keep, whatever the language of the page that made it."""
+    with force_locale("en"):
+        return str(text)
 
 
 # --- the dial form -------------------------------------------------------------------------
@@ -103,7 +131,8 @@ class DialInvalid(ValueError):
     def __init__(self, errors: dict[str, str], warnings: dict[str, str] | None = None) -> None:
         self.errors = dict(errors)
         self.warnings = dict(warnings or {})
-        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
+        super().__init__("; ".join(f"{name}: {english(message)}"
+                                   for name, message in self.errors.items()))
 
 
 @dataclass(frozen=True)
@@ -148,7 +177,8 @@ def name_characters(chars: set[str]) -> str:
     """``{"/", " "}`` → ``the spaces, “/”``: each character once, in code point order."""
     names: list[str] = []
     for ch in sorted(chars)[:NAMED_AT_MOST]:
-        name = CHARACTER_NAMES.get(ch, f"\u201c{ch}\u201d")
+        known = CHARACTER_NAMES.get(ch)
+        name = str(known) if known is not None else f"\u201c{ch}\u201d"
         if name not in names:
             names.append(name)
     return ", ".join(names)
@@ -160,10 +190,10 @@ def _number_problem(value: str) -> str:
     if any(ch.isdecimal() for ch in bad):  # digits of another script (Arabic-Indic, full-width)
         return NUMBER_DIGITS
     if bad:
-        return NUMBER_CHARACTERS.format(chars=name_characters(bad))
+        return fill(NUMBER_CHARACTERS, chars=LazyString(name_characters, bad))
     for prefix, skip, _fewest, _most, message in NUMBER_LENGTHS:
         if value.startswith(prefix):
-            return message.format(n=len(value) - skip)
+            return fill(message, n=len(value) - skip)
     return NUMBER_START
 
 
@@ -203,7 +233,7 @@ def _check_outbound(raw: str) -> tuple[str, str | None, str | None]:
         return value, None, None
     if _OUTBOUND_NATIONAL.fullmatch(value):
         recommended = "27" + value[1:]
-        return value, None, OUTBOUND_NATIONAL.format(value=value, recommended=recommended)
+        return value, None, fill(OUTBOUND_NATIONAL, value=value, recommended=recommended)
     if text.lower().startswith("tvc_"):
         return text, OUTBOUND_CAMPAIGN, None
     return value, OUTBOUND_INVALID, None
@@ -214,10 +244,10 @@ def _check_reference(raw: str) -> tuple[str, str | None]:
     if len(value) > REFERENCE_MAX:
         # Refused, never cut: Teleforge would keep only the start, and its notifications
         # would then name a reference no row has.
-        return value, REFERENCE_TOO_LONG.format(n=len(value))
+        return value, fill(REFERENCE_TOO_LONG, most=REFERENCE_MAX, n=len(value))
     bad = {ch for ch in value if not _REFERENCE_CHAR.fullmatch(ch)}
     if bad:
-        return value, REFERENCE_CHARACTERS.format(chars=name_characters(bad))
+        return value, fill(REFERENCE_CHARACTERS, chars=LazyString(name_characters, bad))
     return value, None
 
 
@@ -316,3 +346,36 @@ def sip_headers(request: DialRequest, version: str) -> dict[str, str]:
 def sip_error_header(version: str) -> str:
     """The SIP header a failed WebRTC call carries its validation errors in."""
     return f"{_sip_prefix(version)}-Error"
+
+
+# The reason phrases RFC 3261 (21.4 to 21.6) gives the final answers a refused or unanswered
+# INVITE gets, as the desk shows them: SIP servers send these words, in English, next to
+# the status code. Any other phrase is shown as it came.
+SIP_REASONS: dict[str, LazyString] = {
+    "bad request": lazy_gettext("Bad Request"),
+    "unauthorized": lazy_gettext("Unauthorized"),
+    "forbidden": lazy_gettext("Forbidden"),
+    "not found": lazy_gettext("Not Found"),
+    "not acceptable": lazy_gettext("Not Acceptable"),
+    "proxy authentication required": lazy_gettext("Proxy Authentication Required"),
+    "request timeout": lazy_gettext("Request Timeout"),
+    "gone": lazy_gettext("Gone"),
+    "temporarily unavailable": lazy_gettext("Temporarily Unavailable"),
+    "call/transaction does not exist": lazy_gettext("Call/Transaction Does Not Exist"),
+    "address incomplete": lazy_gettext("Address Incomplete"),
+    "busy here": lazy_gettext("Busy Here"),
+    "request terminated": lazy_gettext("Request Terminated"),
+    "not acceptable here": lazy_gettext("Not Acceptable Here"),
+    "server internal error": lazy_gettext("Server Internal Error"),
+    "service unavailable": lazy_gettext("Service Unavailable"),
+    "server time-out": lazy_gettext("Server Time-out"),
+    "busy everywhere": lazy_gettext("Busy Everywhere"),
+    "decline": lazy_gettext("Decline"),
+    "does not exist anywhere": lazy_gettext("Does Not Exist Anywhere"),
+}
+
+
+def sip_reason(phrase: str) -> Any:
+    """A SIP answer's reason phrase as the reader's language says it, if it is one of
+    RFC 3261's (``SIP_REASONS``); else the phrase as it came."""
+    return SIP_REASONS.get(phrase.strip().lower(), phrase)

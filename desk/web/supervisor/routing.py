@@ -27,8 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from babel.lists import format_list
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import LazyString, get_locale, gettext, lazy_gettext, pgettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
@@ -39,10 +41,11 @@ from desk.domain.routing import (
     DEFAULT_RING_TIME,
     FALLBACKS,
     GROUP_RING_TIMES,
-    TARGET_LABELS,
+    Decision,
     Rules,
     normalize_number,
 )
+from desk.errors import InputProblem
 from desk.extensions import db, hub
 from desk.models import User
 from desk.providers.placetel.route import render_route
@@ -69,8 +72,21 @@ BLANK_TARGET_ROWS = 2
 MAX_TARGET_ROWS = 200
 _TARGET_FIELD = re.compile(r"^target-(\d{1,3})-(number|queue|agents|kind|id|ringtime|backup)$")
 _SPLIT = re.compile(r"[,;]+")  # blocked callers: several on a line
-# Where a row can send calls by id, in the order the form offers them: kind → label.
-TARGET_KINDS = {"queue": "Queue", **TARGET_LABELS}
+# Where a row can send calls by id, in the order the form offers them: kind → label
+# (in the reader's language; desk.domain.routing.TARGET_LABELS has the English ones).
+TARGET_KINDS: dict[str, LazyString] = {
+    "queue": lazy_gettext("Queue"),
+    "prompt": lazy_gettext("Placetel prompt"),
+    "group": lazy_gettext("Placetel group"),
+    "routing_plan": lazy_gettext("Placetel routing plan"),
+}
+# A row's id field, as its messages name it.
+_ID_LABELS: dict[str, LazyString] = {
+    "queue": lazy_gettext("Queue id"),
+    "prompt": lazy_gettext("Placetel prompt id"),
+    "group": lazy_gettext("Placetel group id"),
+    "routing_plan": lazy_gettext("Placetel routing plan id"),
+}
 _DOCUMENT_FIELD = {kind: name for name, kind in IDENT_TARGETS.items()}
 
 T = TypeVar("T")
@@ -203,7 +219,7 @@ class RoutingForm:
         try:
             return check(*args)
         except ValueError as exc:
-            self.refuse(name, str(exc))
+            self.refuse(name, _said(exc))
             return None
 
     def _ring_groups(self, agents: Sequence[User], ring_time: int) -> list[dict[str, Any]]:
@@ -214,17 +230,19 @@ class RoutingForm:
             if not line.strip():
                 continue
             names, _, seconds = line.partition(":")
-            where = f"Ring groups, line {number}"
+            where = gettext("Ring groups, line %(line)s", line=number)
             wanted = [name for name in (n.strip() for n in names.split(",")) if name]
             unknown = [name for name in wanted if name.lower() not in by_name]
             group_time = self._seconds("ring_groups", seconds.strip() or str(ring_time), where)
             if not wanted:
-                self.refuse("ring_groups", f"{where}: name at least one agent, then optionally "
-                                           f"': seconds', e.g. {_example(agents)} : 20")
+                self.refuse("ring_groups", gettext(
+                    "%(where)s: name at least one agent, then optionally ': seconds', "
+                    "e.g. %(example)s : 20", where=where, example=_example(agents)))
             elif unknown:
-                named = " or ".join(repr(name[:40]) for name in unknown[:5])
-                self.refuse("ring_groups", f"{where}: there is no agent named {named}; "
-                                           f"the agents are {_names(agents)}")
+                named = _either([repr(name[:40]) for name in unknown[:5]])
+                self.refuse("ring_groups", gettext(
+                    "%(where)s: there is no agent named %(names)s; the agents are %(agents)s",
+                    where=where, names=named, agents=_names(agents)))
             elif group_time is not None:
                 groups.append({"agent_ids": [by_name[name.lower()] for name in wanted],
                                "ring_time": group_time})
@@ -238,7 +256,7 @@ class RoutingForm:
                 if not entry.strip():
                     continue
                 value = self._check("blocked_callers", check_number, entry,
-                                    f"Blocked callers, line {number}")
+                                    gettext("Blocked callers, line %(line)s", line=number))
                 if value is not None:
                     numbers.append(value)
         return numbers
@@ -250,20 +268,21 @@ class RoutingForm:
 
     def _id_target(self, key: str, row: TargetRow) -> dict[str, Any] | None:
         """The document's target for a row sending calls to a queue, prompt, group or plan."""
-        label = TARGET_KINDS[row.kind]
-        ident = self._check(key, check_ident, row.target_id, f"{label} id")
+        ident = self._check(key, check_ident, row.target_id, str(_ID_LABELS[row.kind]))
         if ident is None:
             return None
         target: dict[str, Any] = {_DOCUMENT_FIELD[row.kind]: ident}
         if row.ring_time:
             raw = row.ring_time
             value: Any = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else raw
-            seconds = self._check(key, check_group_ring_time, value, f"{label} ring time")
+            # Only a group's row gets here (to_document refuses the options elsewhere).
+            seconds = self._check(key, check_group_ring_time, value,
+                                  gettext("Placetel group ring time"))
             if seconds is None:
                 return None
             target["group_ring_time"] = seconds
         if row.backup:
-            backup = self._check(key, check_ident, row.backup, "Backup routing object")
+            backup = self._check(key, check_ident, row.backup, gettext("Backup routing object"))
             if backup is None:
                 return None
             target.update(backup_behaviour="routing_object", backup_routing_object=backup)
@@ -276,22 +295,23 @@ class RoutingForm:
 
         blocked = self._blocked()
         if self.blocked_action not in BLOCKED_ACTIONS:
-            self.refuse("blocked_action", "Choose what blocked callers get.")
-        ring_time = self._seconds("ring_time", self.ring_time, "Ring time") or DEFAULT_RING_TIME
+            self.refuse("blocked_action", gettext("Choose what blocked callers get."))
+        ring_time = (self._seconds("ring_time", self.ring_time, gettext("Ring time"))
+                     or DEFAULT_RING_TIME)
         groups = self._ring_groups(agents, ring_time)
         if self.when_nobody not in FALLBACKS:
-            self.refuse("when_nobody", "Choose what happens when nobody can take a call.")
+            self.refuse("when_nobody", gettext("Choose what happens when nobody can take a call."))
         queue_id = None
         if self.queue_id:
-            queue_id = self._check("queue_id", check_ident, self.queue_id, "Queue id")
+            queue_id = self._check("queue_id", check_ident, self.queue_id, gettext("Queue id"))
         elif self.when_nobody == "queue":
-            self.refuse("queue_id", "Queue id: needed when such calls go to a queue; type the "
-                                    "queue's id, such as 123.")
+            self.refuse("queue_id", gettext("Queue id: needed when such calls go to a queue; "
+                                            "type the queue's id, such as 123."))
         announcements = {
             name: self._check(name, check_ident, getattr(self, name), label) if getattr(
                 self, name) else None
-            for name, label in (("forward_announcement", "Announcement before ringing"),
-                                ("voicemail_announcement", "Voicemail announcement"))
+            for name, label in (("forward_announcement", gettext("Announcement before ringing")),
+                                ("voicemail_announcement", gettext("Voicemail announcement")))
         }
 
         targets: dict[str, Any] = {}
@@ -301,29 +321,33 @@ class RoutingForm:
                 continue
             key = f"target-{index}"
             if not row.number:
-                self.refuse(key, "Number: which called number is this row for? Type it, "
-                                 "such as 0221 2919 1000.")
+                self.refuse(key, gettext("Number: which called number is this row for? Type "
+                                         "it, such as 0221 2919 1000."))
                 continue
-            number = self._check(key, check_called_number, row.number, "Number")
+            number = self._check(key, check_called_number, row.number, gettext("Number"))
             if number is None:
                 continue
             if normalize_number(number) in seen:
-                self.refuse(key, f"Number: {number} has two rows; keep one.")
+                self.refuse(key, gettext("Number: %(number)s has two rows; keep one.",
+                                         number=number))
             elif bool(row.target_id) == bool(row.agent_ids):
-                self.refuse(key, f"{number}: tick the agents to ring or give the id of a "
-                                 "queue, prompt, group or routing plan, not both and not "
-                                 "neither.")
+                self.refuse(key, gettext("%(number)s: tick the agents to ring or give the id "
+                                         "of a queue, prompt, group or routing plan, not both "
+                                         "and not neither.", number=number))
             elif row.kind not in TARGET_KINDS:
-                self.refuse(key, f"{number}: choose where its calls go.")
+                self.refuse(key, gettext("%(number)s: choose where its calls go.",
+                                         number=number))
             elif (row.ring_time or row.backup) and (row.agent_ids or row.kind != "group"):
-                self.refuse(key, f"{number}: a group ring time and a backup routing object "
-                                 "are for a Placetel group only.")
+                self.refuse(key, gettext("%(number)s: a group ring time and a backup routing "
+                                         "object are for a Placetel group only.",
+                                         number=number))
             elif row.target_id:
                 target = self._id_target(key, row)
                 if target is not None:
                     targets[number] = target
             elif row.agent_ids - known:
-                self.refuse(key, f"{number}: an agent ticked there no longer exists.")
+                self.refuse(key, gettext("%(number)s: an agent ticked there no longer exists.",
+                                         number=number))
             else:
                 targets[number] = {"agent_ids": sorted(row.agent_ids)}
             seen.add(normalize_number(number))
@@ -345,17 +369,52 @@ class RoutingForm:
         try:  # the one validator of the stored document has the last word
             rules_from_document(document, known)
         except ValueError as exc:
-            self.refuse("form", str(exc))
+            self.refuse("form", _said(exc))
             return None
         return document
+
+
+def _said(exc: ValueError) -> str:
+    """A check's refusal as the page shows it: in the reader's language (``str()`` of an
+    ``InputProblem`` stays English, for the log and the API)."""
+    return exc.translated() if isinstance(exc, InputProblem) else str(exc)
+
+
+def _either(names: list[str]) -> str:
+    """'ann' or 'bob' (or 'cy'...), as the page's language lists alternatives."""
+    return format_list(names, style="or", locale=get_locale() or "en")
 
 
 def _names(agents: Sequence[User], most: int = 8) -> str:
     """The agents' names as the ring groups take them, for a message saying what to type."""
     if not agents:
-        return "none yet (create agents first)"
+        return gettext("none yet (create agents first)")
     names = ", ".join(agent.name for agent in agents[:most])
-    return names + (f" and {len(agents) - most} more" if len(agents) > most else "")
+    if len(agents) > most:
+        return gettext("%(names)s and %(num)s more", names=names, num=len(agents) - most)
+    return names
+
+
+def explain(decision: Decision) -> str:
+    """Why ``decision`` was taken, in the page's language (its English ``reason`` when it
+    carries no ``Why``)."""
+    return decision.why.words(gettext) if decision.why is not None else decision.reason
+
+
+def action_label(action: str) -> str:
+    """What the preview calls a decision's action (``desk.domain.routing.ACTIONS``)."""
+    labels = {
+        "ring": pgettext("routing action", "ring"),
+        "queue": pgettext("routing action", "queue"),
+        "voicemail": pgettext("routing action", "voicemail"),
+        "reject": pgettext("routing action", "reject"),
+        "busy": pgettext("routing action", "busy"),
+        "hangup": pgettext("routing action", "hang up"),
+        "prompt": pgettext("routing action", "prompt"),
+        "group": pgettext("routing action", "group"),
+        "routing_plan": pgettext("routing action", "routing plan"),
+    }
+    return str(labels.get(action, action))
 
 
 def _example(agents: Sequence[User]) -> str:
@@ -381,18 +440,20 @@ def _preview() -> dict[str, Any] | None:
     problems: dict[str, str] = {}
     if caller:
         try:
-            check_number(caller, "From")
+            check_number(caller, gettext("From"))
         except ValueError as exc:
-            problems["from"] = str(exc)
+            problems["from"] = _said(exc)
     if not called:
-        problems["to"] = "To: type the number the call is made to, such as 0221 2919 1000."
+        problems["to"] = gettext("To: type the number the call is made to, such as "
+                                 "0221 2919 1000.")
     else:
         try:
-            check_called_number(called, "To")
+            check_called_number(called, gettext("To"))
         except ValueError as exc:
-            problems["to"] = str(exc)
+            problems["to"] = _said(exc)
     if via not in PREVIEW_VIA:
-        problems["via"] = f"Provider: choose {' or '.join(PREVIEW_VIA.values())}."
+        problems["via"] = gettext("Provider: choose %(providers)s.",
+                                  providers=_either(list(PREVIEW_VIA.values())))
     shown = {"from": caller[:200], "to": called[:200], "via": via[:40], "problems": problems}
     if problems:
         return shown
@@ -409,9 +470,11 @@ def _preview() -> dict[str, Any] | None:
         answer = json.dumps(scco_for_decision(decision, {"from": caller, "to": called}),
                             indent=2)
     # Said whichever provider is previewed: the supervisor chose a Placetel-only target.
-    note = (f"Stringee and the mediaservice cannot: {elsewhere.reason} "
-            f"({elsewhere.action})." if full.placetel_only else None)
-    return {**shown, "decision": decision, "answer": answer, "note": note}
+    note = (gettext("Stringee and the mediaservice cannot: %(reason)s (%(action)s).",
+                    reason=explain(elsewhere), action=action_label(elsewhere.action))
+            if full.placetel_only else None)
+    return {**shown, "decision": decision, "answer": answer, "note": note,
+            "action": action_label(decision.action), "reason": explain(decision)}
 
 
 def _render(form: RoutingForm, agents: list[User], status: int = 200) -> tuple[str, int]:
@@ -448,5 +511,5 @@ def routing_page() -> ResponseReturnValue:
         detail={"before": before, "after": rules_to_document(rules)},
     )
     db.session.commit()
-    flash("Routing saved. The next incoming call is routed by these rules.")
+    flash(gettext("Routing saved. The next incoming call is routed by these rules."))
     return redirect(url_for("board.routing"))

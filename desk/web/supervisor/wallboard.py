@@ -9,10 +9,12 @@ a quiet line.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -28,6 +30,17 @@ from desk.web.auth import supervisor_required
 
 def counters_now(session: Any) -> wallboard.Counters:
     return wallboard.compute(session, current_app.config["DESK_TIMEZONE"])
+
+
+@bp.app_template_filter("from_iso")
+def from_iso(value: str | None) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone) as a datetime for ``|moment`` and
+    ``|clock``; None when it is none."""
+    try:
+        moment = datetime.fromisoformat(value or "")
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @bp.get("/wallboard")
@@ -52,7 +65,7 @@ def acknowledge_alert(alert_id: int) -> ResponseReturnValue:
     end_reads(db.session)
     alert = db.session.scalars(select(Alert).where(Alert.id == alert_id)).first()
     if alert is None:
-        abort(404, f"There is no alert {alert_id}.")
+        abort(404, gettext("There is no alert %(id)s.", id=alert_id))
     if alert.acknowledged_at is None:  # a second press (or a second supervisor) changes nothing
         alert.acknowledged_at = utcnow()
         alert.acknowledged_by = current_user.id
