@@ -59,6 +59,7 @@ def _seed(app: Flask) -> dict[str, int]:
         "bob": add_user(app, "bob", extension="102", sip_peer="777bob@fpbx.de",
                         presence="away"),
         "sue": add_user(app, "sue", role="supervisor", extension="100"),
+        "max": add_user(app, "max", role="supervisor"),
     }
     with app.app_context():
         def call(ref: str, **fields: Any) -> int:
@@ -107,8 +108,11 @@ def create(tmp_path: Path, **extra: Any) -> Flask:
     from desk import create_app
     from desk.cli import upgrade_database
 
+    # Teleforge at a closed port: the dial form checks what is typed before any dial goes out,
+    # and nothing here gets that far.
     app = create_app(base_config(f"sqlite:///{tmp_path / 'desk.sqlite3'}",
-                                 DESK_TIMEZONE="Europe/Berlin", **extra))
+                                 DESK_TIMEZONE="Europe/Berlin",
+                                 DESK_TELEFORGE_URL="http://127.0.0.1:9", **extra))
     upgrade_database(app)
     return app
 
@@ -122,13 +126,27 @@ def speak(app: Flask, user_id: int, language: str | None) -> None:
 
 
 BAD_DIAL_FIELDS = {
-    "callee": ["abc", "12", "+" + "9" * 20, "0800 12*34", "++49"],
-    "outbound_id": ["x", "+" + "1" * 30],
-    "reference": ["x" * 300, "bad\x01char"],
-    "agent": ["999", "abc"],
+    "callee": ["082 000 12*4", "\u0660\u0668\u0662\u0660\u0660\u0660\u0661\u0662\u0663\u0664",
+               "+27 82", "082 000 12", "27 82 000", "9123456789"],
+    "outbound_id": ["hello", "tvc_", "0820001234"],
+    "reference": ["x" * 300, "bad ref!"],
+    "agent": ["12", "999"],
 }
-"""Invented wrong input (edge cases, not provider payloads), one per kind of mistake the dial
-form's fields explain."""
+"""Invented wrong input (edge cases, not provider payloads): one per message the dial form's
+fields can show while typing (``DIAL_MESSAGES``); an empty form on submit shows the rest."""
+
+
+def dial_messages() -> list[str]:
+    """The msgid of every message the dial form can show under a field."""
+    from desk.providers.teleforge import rules
+
+    found = [value._args[0] for name, value in vars(rules).items()
+             if name.startswith(("NUMBER_", "AGENT_", "OUTBOUND_", "REFERENCE_"))
+             and hasattr(value, "_args")]
+    found += [message._args[0] for *_, message in rules.NUMBER_LENGTHS]
+    found.append("No agent has extension %(extension)s. Pick an agent from the list, or type a "
+                 "phone number to ring first.")
+    return found
 
 
 def pages(client: FlaskClient, app: Flask, ids: dict[str, int]) -> list[tuple[str, str]]:
@@ -175,6 +193,12 @@ def pages(client: FlaskClient, app: Flask, ids: dict[str, int]) -> list[tuple[st
     seen.append(("settings: bad time zone", response.get_data(as_text=True)))
     client.post("/logout", data={"csrf_token": token})
 
+    token = login(client, "max")  # a supervisor with no extension of their own
+    response = client.post("/dial", data={"agent": "", "callee": "", "outbound_id": "",
+                                          "reference": "", "csrf_token": token})
+    seen.append(("dial: an empty form, as a supervisor", response.get_data(as_text=True)))
+    client.post("/logout", data={"csrf_token": token})
+
     login(client, "sue")
     for url in ("/supervisor", "/wallboard", "/history", "/audit", "/routing",
                 "/supervisor/dispositions", "/settings",
@@ -183,9 +207,13 @@ def pages(client: FlaskClient, app: Flask, ids: dict[str, int]) -> list[tuple[st
     return seen
 
 
+HIDDEN = ("script", "style", "template", "code", "pre")
+
+
 class _Text(HTMLParser):
     """The words a person reads: text outside <script>/<style>, and the attributes that
-    browsers show or read aloud."""
+    browsers show or read aloud. Machine text a page quotes as it is (<code>, <pre>: an
+    audit entry's request, a webhook's body) is not words to translate."""
 
     SHOWN = ("title", "aria-label", "placeholder", "alt", "aria-description")
 
@@ -195,7 +223,7 @@ class _Text(HTMLParser):
         self._hidden = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "template"):
+        if tag in HIDDEN:
             self._hidden += 1
         for name, value in attrs:
             if name in self.SHOWN and value:
@@ -205,7 +233,7 @@ class _Text(HTMLParser):
                 self.parts.append(value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "template"):
+        if tag in HIDDEN:
             self._hidden = max(0, self._hidden - 1)
 
     def handle_data(self, data: str) -> None:
@@ -238,12 +266,20 @@ def test_every_page_speaks_the_language(desk: Any, language: str) -> None:
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = f"{language},en;q=0.5"
     untranslated = []
-    for what, html in pages(client, app, ids):
+    seen = pages(client, app, ids)
+    for what, html in seen:
         assert f'<html lang="{language}"' in html or "<html" not in html, what
         for text in shown(html):
             if text.strip() in english:
                 untranslated.append((what, text.strip()))
     assert untranslated == []
+    # Every message the dial form can show was shown, in this language.
+    everything = " ".join(" ".join(shown(html)) for _, html in seen)
+    catalogue = _catalogue(language)
+    for msgid in dial_messages():
+        translation = catalogue.get(msgid).string
+        words = max(re.split(r"%\(\w+\)s", translation), key=len).strip()
+        assert words and words in everything, (msgid, words)
 
 
 # -- pseudo-translation: the strings nobody marked -------------------------------------------
@@ -251,7 +287,8 @@ OPEN, CLOSE = "⟦", "⟧"
 
 DATA = {
     # People, numbers and values the seeded desk holds; provider and product names.
-    "ann", "bob", "sue", "Sale", "brochure", "Agent Desk", "Placetel", "placetel", "Stringee",
+    "ann", "bob", "sue", "max", "Sale", "brochure", "Agent Desk", "Placetel", "placetel",
+    "Stringee",
     "stringee", "Teleforge", "teleforge", "iotcomms", "mediaservice", "HubSpot",
     "777ann@fpbx.de", "777bob@fpbx.de", "Europe/Berlin", "UTC", "SIP", "CSV", "WebRTC",
     "a notification could not be read", "unreadable", "accepted", "status", "not allowed",
