@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "desk" / "translations"
 LANGUAGES = ("de", "vi")  # English is the msgids themselves
 DOMAINS = {"messages": "babel.cfg", "js": "js.cfg"}  # domain -> the mapping file it reads
+WIDTH = 100  # the catalogues' line width (pybabel's default, 76, would rewrap every entry)
 
 
 def _pybabel(*args: str) -> None:
@@ -38,8 +39,8 @@ def extract(into: Path = TRANSLATIONS) -> dict[str, Path]:
     templates = {}
     for domain, mapping in DOMAINS.items():
         pot = into / f"{domain}.pot"
-        _pybabel("extract", "-F", str(TRANSLATIONS / mapping), "-k", "lazy_gettext",
-                 "--add-location=file", "-c", "Translators:", "--sort-output",
+        _pybabel("extract", "-w", str(WIDTH), "-F", str(TRANSLATIONS / mapping),
+                 "-k", "lazy_gettext", "--add-location=file", "-c", "Translators:", "--sort-output",
                  "--project", "Agent Desk", "--msgid-bugs-address", "", "-o", str(pot),
                  str(ROOT))
         templates[domain] = pot
@@ -54,9 +55,10 @@ def update() -> None:
     for domain, pot in extract().items():
         for language in LANGUAGES:
             verb = "update" if po_path(language, domain).exists() else "init"
-            extra = ["--no-fuzzy-matching", "--ignore-obsolete"] if verb == "update" else []
-            _pybabel(verb, *extra, "-D", domain, "-i", str(pot), "-d", str(TRANSLATIONS),
-                     "-l", language)
+            extra = ["--no-fuzzy-matching", "--ignore-obsolete", "--ignore-pot-creation-date"] \
+                if verb == "update" else []
+            _pybabel(verb, *extra, "-w", str(WIDTH), "-D", domain, "-i", str(pot),
+                     "-d", str(TRANSLATIONS), "-l", language)
 
 
 def compile_all() -> None:

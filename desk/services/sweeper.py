@@ -39,6 +39,7 @@ left open by a previous run) and then every ``DESK_SWEEP_INTERVAL`` seconds;
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -112,103 +113,12 @@ NOT_CONFIRMED_OTHER = N_("The provider did not confirm %(action)s within %(secon
 # -- stored texts, as a page shows them ----------------------------------------------------
 # ``Call.action_error`` keeps what the desk said in English: the sweep has no reader, and
 # the API and the audit log speak English. A page translates it when it renders the row
-# (the template filter ``stored_text``): each text below, its values read back out of the
-# stored sentence and put into the reader's whole sentence. Any other text (a provider's own
-# words) is shown as it came.
-_CALL_SERVICE = (  # desk.providers.mediaservice.client's sentences, one set per request
-    N_("The call service did not answer within %(seconds)s s when asked to hang up the call; "
-       "it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to hang up the call (connection refused). Try again "
-       "in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to hang up the call (network error). Try again in a "
-       "moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to hang up the call (HTTP %(status)s). Try again in a moment."),
-    N_("The call service refused to hang up the call: %(reason)s."),
-    N_("The call service did not confirm that it will hang up the call; its answer was "
-       "%(answer)s."),
-    N_("The call service did not answer within %(seconds)s s when asked to hang up that "
-       "participant; it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to hang up that participant (connection refused). "
-       "Try again in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to hang up that participant (network error). Try "
-       "again in a moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to hang up that participant (HTTP %(status)s). Try again in a "
-       "moment."),
-    N_("The call service refused to hang up that participant: %(reason)s."),
-    N_("The call service did not confirm that it will hang up that participant; its answer "
-       "was %(answer)s."),
-    N_("The call service did not answer within %(seconds)s s when asked to transfer the call; "
-       "it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to transfer the call (connection refused). Try again "
-       "in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to transfer the call (network error). Try again in a "
-       "moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to transfer the call (HTTP %(status)s). Try again in a "
-       "moment."),
-    N_("The call service refused to transfer the call: %(reason)s."),
-    N_("The call service did not confirm that it will transfer the call; its answer was "
-       "%(answer)s."),
-    N_("The call service did not answer within %(seconds)s s when asked to start recording; "
-       "it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to start recording (connection refused). Try again "
-       "in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to start recording (network error). Try again in a "
-       "moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to start recording (HTTP %(status)s). Try again in a moment."),
-    N_("The call service refused to start recording: %(reason)s."),
-    N_("The call service did not confirm that it will start recording; its answer was "
-       "%(answer)s."),
-    N_("The call service did not answer within %(seconds)s s when asked to stop recording; "
-       "it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to stop recording (connection refused). Try again "
-       "in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to stop recording (network error). Try again in a "
-       "moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to stop recording (HTTP %(status)s). Try again in a moment."),
-    N_("The call service refused to stop recording: %(reason)s."),
-    N_("The call service did not confirm that it will stop recording; its answer was "
-       "%(answer)s."),
-    N_("The call service did not answer within %(seconds)s s when asked to fetch the "
-       "recording; it may still happen. Check the call before trying again."),
-    N_("Could not reach the call service to fetch the recording (connection refused). Try "
-       "again in a moment; if it keeps failing, tell your supervisor."),
-    N_("Could not reach the call service to fetch the recording (network error). Try again "
-       "in a moment; if it keeps failing, tell your supervisor."),
-    N_("The call service failed to fetch the recording (HTTP %(status)s). Try again in a "
-       "moment."),
-    N_("The call service refused to fetch the recording: %(reason)s."),
-    N_("The call service did not confirm that it will fetch the recording; its answer was "
-       "%(answer)s."),
-    N_("The call service gave no address to fetch the recording."),
-    N_("the provider returned a playback address outside its storage hosts"),
-)
-_TELEFORGE = (  # desk.providers.teleforge.client (a dial) and desk.web.softphone (its SIP end)
-    N_("Teleforge at %(url)s did not accept a connection within %(seconds)ss; the call was "
-       "not placed. Check the address and network."),
-    N_("Teleforge did not answer within %(seconds)ss. The call may still have been placed: "
-       "check the board before dialling again."),
-    N_("Teleforge refused the connection at %(url)s; the call was not placed. Is Click2Dial "
-       "running on that port (default %(port)s from v3.3)?"),
-    N_("Teleforge at %(url)s cannot be reached (%(reason)s); the call was not placed."),
-    N_("The connection to Teleforge dropped before it answered. The call may still have been "
-       "placed: check the board before dialling again."),
-    N_("Teleforge refused the call (HTTP %(status)s): %(detail)s"),
-    N_("Teleforge refused the call (HTTP %(status)s)"),
-    N_("Teleforge failed with HTTP %(status)s. The call may or may not have been placed: "
-       "check the board before dialling again."),
-    N_("Teleforge answered HTTP %(status)s, which the desk does not expect; check the "
-       "configured Teleforge URL."),
-    N_("The browser could not reach Teleforge's SIP server; the call was not placed."),
-    N_("Teleforge refused the call (SIP %(status)s): %(detail)s"),
-    N_("The call did not connect (SIP %(status)s %(reason)s)."),
-    N_("The call did not connect (SIP %(status)s)."),
-)
-_REASONS = frozenset({  # the call service's refusal when it gave no reason of its own
-    N_("the desk is not authorised (check that the public key uploaded in the iotcomms portal "
-       "matches the desk's private key)"),
-    N_("unknown address (check the mediaservice base URL and domain)"),
-    N_("it gave no reason"),
-})
+# (the template filter ``stored_text``): each of the desk's sentences, its values read back
+# out of the stored sentence and put into the reader's whole sentence. Any other text (a
+# provider's own words) is shown as it came. The sentences are those the code that says
+# them defines (``_stored``), so a reworded one is still recognised.
+_PLAYBACK_REFUSED = N_("the provider returned a playback address outside its storage hosts")
+"""Said by ``desk.providers.mediaservice.actions.recording_url``."""
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
@@ -227,15 +137,33 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile("".join(body), re.DOTALL)
 
 
-_STORED = [(text, _pattern(text)) for text in (
-    *NOT_CONFIRMED.values(), NOT_CONFIRMED_OTHER, *_CALL_SERVICE, *_TELEFORGE)]
+@dataclass(frozen=True)
+class _Stored:
+    sentences: tuple[tuple[str, re.Pattern[str]], ...]
+    """Each sentence the desk stores, with its pattern: the first that matches wins."""
+    reasons: frozenset[str]
+    """The call service's refusal reasons when it gave none of its own."""
+
+
+@functools.cache
+def _stored() -> _Stored:
+    """The desk's stored sentences, from where they are said (imported here, not at the top:
+    the providers and the softphone import the services)."""
+    from desk.providers.mediaservice import client as mediaservice
+    from desk.providers.teleforge import client as teleforge
+    from desk.web import softphone
+
+    texts = (*NOT_CONFIRMED.values(), NOT_CONFIRMED_OTHER, *mediaservice.MESSAGES,
+             _PLAYBACK_REFUSED, *teleforge.MESSAGES, *softphone.MESSAGES)
+    return _Stored(sentences=tuple((text, _pattern(text)) for text in dict.fromkeys(texts)),
+                   reasons=frozenset(mediaservice.REFUSAL_REASONS))
 
 
 def _value(name: str, value: str) -> str:
     """A value read out of a stored sentence, in the reader's language when it is one of
     the desk's fixed words (a SIP reason phrase, the call service's fallback reasons)."""
     if name == "reason":
-        if value in _REASONS:
+        if value in _stored().reasons:
             return str(gettext(value))
         return str(sip_reason(value))
     return value
@@ -246,7 +174,7 @@ def stored_text(text: str | None) -> str:
     language when it is one of the desk's own sentences; any other text as it is."""
     if not text:
         return ""
-    for message, pattern in _STORED:
+    for message, pattern in _stored().sentences:
         found = pattern.fullmatch(text)
         if found:
             values = {name: _value(name, value) for name, value in found.groupdict().items()}

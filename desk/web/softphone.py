@@ -55,7 +55,7 @@ from desk.domain.events import CallEvent, Parsed
 from desk.extensions import current_app_object, db
 from desk.live.changes import CALLS, mark_changed
 from desk.models import Call, User, utcnow
-from desk.providers.teleforge.client import field_errors_from
+from desk.providers.teleforge.client import N_, field_errors_from
 from desk.providers.teleforge.rules import (
     PROVIDER,
     DialInvalid,
@@ -89,6 +89,14 @@ _CAUSES = {486: "busy", 600: "busy", 603: "rejected", 480: "no_answer", 408: "no
            487: "cancelled"}
 _REPORT_LIMIT = 8  # error headers kept from one refusal
 _TEXT_LIMIT = 500
+# What a browser dial that did not connect says (the form's banner, ``Call.action_error``).
+SIP_UNREACHABLE = N_("The browser could not reach Teleforge's SIP server; the call was not "
+                     "placed.")
+SIP_REJECTED = N_("Teleforge refused the call (SIP %(status)s): %(detail)s")
+SIP_FAILED_WITH_REASON = N_("The call did not connect (SIP %(status)s %(reason)s).")
+SIP_FAILED = N_("The call did not connect (SIP %(status)s).")
+MESSAGES = (SIP_UNREACHABLE, SIP_REJECTED, SIP_FAILED_WITH_REASON, SIP_FAILED)
+"""Every sentence ``_failed`` says of a browser dial."""
 
 
 def configured(app: Flask) -> bool:
@@ -389,17 +397,14 @@ def _failed(session: Session, call: Call, body: dict[str, Any], now: Any) -> Res
     # keep its English (``stored``).
     message: Any
     if status == 0:
-        message = lazy_gettext("The browser could not reach Teleforge's SIP server; the call "
-                               "was not placed.")
+        message = lazy_gettext(SIP_UNREACHABLE)
     elif errors:
         detail = "; ".join([*(f"{k}: {v}" for k, v in fields.items()), *filter(None, [general])])
-        message = lazy_gettext("Teleforge refused the call (SIP %(status)s): %(detail)s",
-                               status=status, detail=detail)
+        message = lazy_gettext(SIP_REJECTED, status=status, detail=detail)
     elif reason:
-        message = lazy_gettext("The call did not connect (SIP %(status)s %(reason)s).",
-                               status=status, reason=sip_reason(reason))
+        message = lazy_gettext(SIP_FAILED_WITH_REASON, status=status, reason=sip_reason(reason))
     else:
-        message = lazy_gettext("The call did not connect (SIP %(status)s).", status=status)
+        message = lazy_gettext(SIP_FAILED, status=status)
     stored = english(message)
     payload = {"status": status, "reason": reason, "errors": errors}
     user_id = current_user.id

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -127,6 +128,138 @@ def playback_url_allowed(url: Any, hosts: Sequence[str], allow_http: bool = Fals
     return any(host == allowed or host.endswith("." + allowed) for allowed in hosts)
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalogue; ``desk.services.sweeper.stored_text`` translates
+    the English a row keeps of it when a page shows it."""
+    return text
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """What an agent reads when one request fails, a whole sentence for each way it fails
+    (``ProviderError.kind``): ``template % values`` is the English ``ProviderError`` says."""
+
+    timeout: str
+    """No answer in time: ``%(seconds)s``, the client's timeout."""
+    connection_refused: str
+    network_error: str
+    failed: str
+    """HTTP 5xx: ``%(status)s``."""
+    refused: str
+    """The mediaservice said no: ``%(reason)s``, its reason (``_refusal``)."""
+    unconfirmed: str
+    """An answer the desk cannot read: ``%(answer)s``, its start, quoted."""
+
+    def all(self) -> tuple[str, ...]:
+        return (self.timeout, self.connection_refused, self.network_error, self.failed,
+                self.refused, self.unconfirmed)
+
+
+HANG_UP = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to hang up the call; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to hang up the call (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to hang up the call (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to hang up the call (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to hang up the call: %(reason)s."),
+    N_("The call service did not confirm that it will hang up the call; its answer was "
+       "%(answer)s."),
+)
+HANG_UP_PARTICIPANT = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to hang up that "
+       "participant; it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to hang up that participant (connection refused). "
+       "Try again in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to hang up that participant (network error). Try "
+       "again in a moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to hang up that participant (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to hang up that participant: %(reason)s."),
+    N_("The call service did not confirm that it will hang up that participant; its answer "
+       "was %(answer)s."),
+)
+TRANSFER = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to transfer the call; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to transfer the call (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to transfer the call (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to transfer the call (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to transfer the call: %(reason)s."),
+    N_("The call service did not confirm that it will transfer the call; its answer was "
+       "%(answer)s."),
+)
+START_RECORDING = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to start recording; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to start recording (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to start recording (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to start recording (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to start recording: %(reason)s."),
+    N_("The call service did not confirm that it will start recording; its answer was "
+       "%(answer)s."),
+)
+STOP_RECORDING = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to stop recording; "
+       "it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to stop recording (connection refused). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to stop recording (network error). Try again in a "
+       "moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to stop recording (HTTP %(status)s). Try again in a moment."),
+    N_("The call service refused to stop recording: %(reason)s."),
+    N_("The call service did not confirm that it will stop recording; its answer was "
+       "%(answer)s."),
+)
+LIST_RECORDINGS = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to list the "
+       "recordings; it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to list the recordings (connection refused). Try "
+       "again in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to list the recordings (network error). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to list the recordings (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to list the recordings: %(reason)s."),
+    N_("The call service did not confirm that it will list the recordings; its answer was "
+       "%(answer)s."),
+)
+FETCH_RECORDING = Sentences(
+    N_("The call service did not answer within %(seconds)s s when asked to fetch the "
+       "recording; it may still happen. Check the call before trying again."),
+    N_("Could not reach the call service to fetch the recording (connection refused). Try "
+       "again in a moment; if it keeps failing, tell your supervisor."),
+    N_("Could not reach the call service to fetch the recording (network error). Try again "
+       "in a moment; if it keeps failing, tell your supervisor."),
+    N_("The call service failed to fetch the recording (HTTP %(status)s). Try again in a "
+       "moment."),
+    N_("The call service refused to fetch the recording: %(reason)s."),
+    N_("The call service did not confirm that it will fetch the recording; its answer was "
+       "%(answer)s."),
+)
+NO_RECORDING_ADDRESS = N_("The call service gave no address to fetch the recording.")
+REQUESTS = (HANG_UP, HANG_UP_PARTICIPANT, TRANSFER, START_RECORDING, STOP_RECORDING,
+            LIST_RECORDINGS, FETCH_RECORDING)
+"""Every request's sentences."""
+REFUSAL_REASONS = (
+    N_("the desk is not authorised (check that the public key uploaded in the iotcomms portal "
+       "matches the desk's private key)"),
+    N_("unknown address (check the mediaservice base URL and domain)"),
+    N_("it gave no reason"),
+)
+"""``%(reason)s`` of ``Sentences.refused`` when the mediaservice gave no reason of its own
+(``_refusal``): not authorised (401/403), unknown address (404), ``success: false`` alone."""
+MESSAGES = (*(text for sentences in REQUESTS for text in sentences.all()),
+            NO_RECORDING_ADDRESS)
+"""Every sentence a ``ProviderError`` of this client says (in English, ``template % values``)."""
+
+
 class ProviderError(RuntimeError):
     """A mediaservice request failed; ``str()`` is a sentence an agent can read.
 
@@ -149,13 +282,13 @@ def _refusal(answer: Any, status: int) -> str:
         for key in ("reason", "error", "message"):
             if isinstance(answer.get(key), str) and answer[key].strip():
                 return answer[key].strip()[:200]
+    not_authorised, unknown_address, no_reason = REFUSAL_REASONS
     if status in (401, 403):
-        return ("the desk is not authorised (check that the public key uploaded in the "
-                "iotcomms portal matches the desk's private key)")
+        return not_authorised
     if status == 404:
-        return "unknown address (check the mediaservice base URL and domain)"
+        return unknown_address
     if isinstance(answer, Mapping) and answer.get("success") is False:
-        return "it gave no reason"
+        return no_reason
     return f"HTTP {status}"
 
 
@@ -213,7 +346,8 @@ class MediaserviceClient:
         claims = {**self._extra_claims, "iat": now, "exp": now + self._token_lifetime}
         return jwt.encode(claims, self._key, algorithm="RS256")
 
-    def _request(self, method: str, path: str, what: str, *, body: dict[str, Any] | None = None,
+    def _request(self, method: str, path: str, said: Sentences, *,
+                 body: dict[str, Any] | None = None,
                  params: dict[str, str] | None = None) -> dict[str, Any]:
         endpoint, slash, rest = path.partition("/")
         path = self.endpoint(endpoint) + slash + rest
@@ -225,87 +359,72 @@ class MediaserviceClient:
                          "Accept": "application/json"},
             )
         except requests.Timeout as exc:
-            raise ProviderError(
-                f"The call service did not answer within {self.timeout:g} s when asked to "
-                f"{what}; it may still happen. Check the call before trying again.",
-                kind="timeout",
-            ) from exc
+            raise ProviderError(said.timeout % {"seconds": format(self.timeout, "g")},
+                                kind="timeout") from exc
         except requests.RequestException as exc:
             refused = "refused" in str(exc).lower()
-            raise ProviderError(
-                f"Could not reach the call service to {what} "
-                f"({'connection refused' if refused else 'network error'}). Try again in a "
-                "moment; if it keeps failing, tell your supervisor.",
-                kind="unreachable",
-            ) from exc
+            raise ProviderError(said.connection_refused if refused else said.network_error,
+                                kind="unreachable") from exc
         try:
             answer = response.json()
         except ValueError:
             answer = None
         status = response.status_code
         if status >= 500:
-            raise ProviderError(
-                f"The call service failed to {what} (HTTP {status}). Try again in a moment.",
-                status, answer, kind="error",
-            )
+            raise ProviderError(said.failed % {"status": status}, status, answer,
+                                kind="error")
         if status >= 400 or (isinstance(answer, Mapping) and answer.get("success") is False):
-            raise ProviderError(
-                f"The call service refused to {what}: {_refusal(answer, status)}.",
-                status, answer, kind="refused",
-            )
+            raise ProviderError(said.refused % {"reason": _refusal(answer, status)}, status,
+                                answer, kind="refused")
         if not isinstance(answer, dict) or answer.get("success") is not True:
-            raise ProviderError(
-                f"The call service did not confirm that it will {what}; its answer was "
-                f"{response.text[:120]!r}.",
-                status, answer, kind="error",
-            )
+            raise ProviderError(said.unconfirmed % {"answer": repr(response.text[:120])},
+                                status, answer, kind="error")
         return answer
 
     def hangupcall(self, reply_id: str) -> dict[str, Any]:
         """``POST /{domain}/hangupcall`` (``hangupcalljwt`` with ``api="jwt"``): busy if
         unanswered, else hang up."""
-        return self._request("POST", "hangupcall", "hang up the call",
+        return self._request("POST", "hangupcall", HANG_UP,
                              body={"replyId": reply_id})
 
     def hangupparticipant(self, participant_id: str, reply_id: str,
                           session_id: str) -> dict[str, Any]:
         """``POST /{domain}/hangupparticipant``: hang up one participant of the call."""
         return self._request(
-            "POST", "hangupparticipant", "hang up that participant",
+            "POST", "hangupparticipant", HANG_UP_PARTICIPANT,
             body={"participantId": participant_id, "replyId": reply_id, "sessionId": session_id},
         )
 
     def splitconnection(self, reply_id: str, connection_id: str) -> dict[str, Any]:
         """``POST /{domain}/splitconnection``: the first step of a transfer; a callEvent
         per participant follows, answered by ``answer_for_call_event``."""
-        return self._request("POST", "splitconnection", "transfer the call",
+        return self._request("POST", "splitconnection", TRANSFER,
                              body={"replyId": reply_id, "connectionId": connection_id})
 
     def startrecording(self, recording_file_name: str, reply_id: str,
                        connection_id: str) -> dict[str, Any]:
         """``POST /{domain}/startrecording``; ``/recordingReady`` follows after the stop."""
         return self._request(
-            "POST", "startrecording", "start recording",
+            "POST", "startrecording", START_RECORDING,
             body={"recordingFileName": recording_file_name, "replyId": reply_id,
                   "connectionId": connection_id},
         )
 
     def stoprecording(self, reply_id: str, connection_id: str) -> dict[str, Any]:
         """``POST /{domain}/stoprecording``: the file is then uploaded to prompt storage."""
-        return self._request("POST", "stoprecording", "stop recording",
+        return self._request("POST", "stoprecording", STOP_RECORDING,
                              body={"replyId": reply_id, "connectionId": connection_id})
 
     def list_promptfiles(self, next_page: str | None = None) -> dict[str, Any]:
         """``GET /{domain}/promptfile``: one page, ``{"files": [...], "next": ...}``."""
-        return self._request("GET", "promptfile", "list the recordings",
+        return self._request("GET", "promptfile", LIST_RECORDINGS,
                              params={"next": next_page} if next_page else None)
 
     def promptfile_url(self, name: str) -> str:
         """``GET /{domain}/promptfile/{filename}/url``: a download URL valid 15 minutes."""
-        what = "fetch the recording"
-        answer = self._request("GET", f"promptfile/{quote(name, safe='')}/url", what)
+        answer = self._request("GET", f"promptfile/{quote(name, safe='')}/url",
+                               FETCH_RECORDING)
         url = answer.get("url")
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"The call service gave no address to {what}.", 200, answer,
-                                kind="error")
+            raise ProviderError(NO_RECORDING_ADDRESS, 200, answer, kind="error")
         return url

@@ -36,6 +36,36 @@ from desk.providers.teleforge.rules import (
 from desk.settings import SettingsError
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalogue; returns it unchanged (``lazy_gettext(TEXT, ...)``
+    says it in the reader's language, ``desk.services.sweeper.stored_text`` the English a
+    row keeps of it)."""
+    return text
+
+
+# What a failed dial says (``TeleforgeError.message``), one whole sentence each.
+CONNECT_TIMEOUT = N_("Teleforge at %(url)s did not accept a connection within %(seconds)ss; "
+                     "the call was not placed. Check the address and network.")
+ANSWER_TIMEOUT = N_("Teleforge did not answer within %(seconds)ss. The call may still have "
+                    "been placed: check the board before dialling again.")
+CONNECTION_REFUSED = N_("Teleforge refused the connection at %(url)s; the call was not "
+                        "placed. Is Click2Dial running on that port (default %(port)s from "
+                        "v3.3)?")
+UNREACHABLE = N_("Teleforge at %(url)s cannot be reached (%(reason)s); the call was not "
+                 "placed.")
+INTERRUPTED = N_("The connection to Teleforge dropped before it answered. The call may still "
+                 "have been placed: check the board before dialling again.")
+REJECTED_WITH_DETAIL = N_("Teleforge refused the call (HTTP %(status)s): %(detail)s")
+REJECTED = N_("Teleforge refused the call (HTTP %(status)s)")
+SERVER_ERROR = N_("Teleforge failed with HTTP %(status)s. The call may or may not have been "
+                  "placed: check the board before dialling again.")
+UNEXPECTED = N_("Teleforge answered HTTP %(status)s, which the desk does not expect; check "
+                "the configured Teleforge URL.")
+MESSAGES = (CONNECT_TIMEOUT, ANSWER_TIMEOUT, CONNECTION_REFUSED, UNREACHABLE, INTERRUPTED,
+            REJECTED_WITH_DETAIL, REJECTED, SERVER_ERROR, UNEXPECTED)
+"""Every sentence a ``TeleforgeError`` of ``TeleforgeClient.dial`` says."""
+
+
 @dataclass(frozen=True)
 class DialResult:
     """Teleforge accepted the dial. ``body`` is its answer (JSON when it sent JSON, else text)."""
@@ -219,41 +249,29 @@ class TeleforgeClient:
         except requests.ConnectTimeout as exc:
             raise TeleforgeError(
                 "unreachable",
-                lazy_gettext(
-                    "Teleforge at %(url)s did not accept a connection within %(seconds)ss; the "
-                    "call was not placed. Check the address and network.",
-                    url=self.base_url, seconds=format(self.timeout, "g")),
+                lazy_gettext(CONNECT_TIMEOUT, url=self.base_url,
+                             seconds=format(self.timeout, "g")),
             ) from exc
         except requests.Timeout as exc:
             raise TeleforgeError(
                 "timeout",
-                lazy_gettext(
-                    "Teleforge did not answer within %(seconds)ss. The call may still have "
-                    "been placed: check the board before dialling again.",
-                    seconds=format(self.timeout, "g")),
+                lazy_gettext(ANSWER_TIMEOUT, seconds=format(self.timeout, "g")),
             ) from exc
         except requests.ConnectionError as exc:
             if _caused_by(exc, ConnectionRefusedError):
                 raise TeleforgeError(
                     "refused",
-                    lazy_gettext(
-                        "Teleforge refused the connection at %(url)s; the call was not "
-                        "placed. Is Click2Dial running on that port (default %(port)s "
-                        "from v3.3)?", url=self.base_url, port=DEFAULT_PORT),
+                    lazy_gettext(CONNECTION_REFUSED, url=self.base_url, port=DEFAULT_PORT),
                 ) from exc
             if _caused_by(exc, NewConnectionError):
                 # Name resolution, no route, ...: the connection was never made.
                 raise TeleforgeError(
                     "unreachable",
-                    lazy_gettext(
-                        "Teleforge at %(url)s cannot be reached (%(reason)s); the call was "
-                        "not placed.", url=self.base_url, reason=_short(exc)),
+                    lazy_gettext(UNREACHABLE, url=self.base_url, reason=_short(exc)),
                 ) from exc
             raise TeleforgeError(
                 "interrupted",
-                lazy_gettext(
-                    "The connection to Teleforge dropped before it answered. The call may "
-                    "still have been placed: check the board before dialling again."),
+                lazy_gettext(INTERRUPTED),
             ) from exc
 
         answer = _body(response)
@@ -267,9 +285,8 @@ class TeleforgeClient:
             )
             raise TeleforgeError(
                 "rejected",
-                lazy_gettext("Teleforge refused the call (HTTP %(status)s): %(detail)s",
-                             status=status, detail=detail) if detail else
-                lazy_gettext("Teleforge refused the call (HTTP %(status)s)", status=status),
+                lazy_gettext(REJECTED_WITH_DETAIL, status=status, detail=detail) if detail
+                else lazy_gettext(REJECTED, status=status),
                 status=status,
                 body=answer,
                 field_errors=fields,
@@ -277,17 +294,13 @@ class TeleforgeClient:
         if status >= 500:
             raise TeleforgeError(
                 "server_error",
-                lazy_gettext(
-                    "Teleforge failed with HTTP %(status)s. The call may or may not have been "
-                    "placed: check the board before dialling again.", status=status),
+                lazy_gettext(SERVER_ERROR, status=status),
                 status=status,
                 body=answer,
             )
         raise TeleforgeError(
             "unexpected",
-            lazy_gettext(
-                "Teleforge answered HTTP %(status)s, which the desk does not expect; "
-                "check the configured Teleforge URL.", status=status),
+            lazy_gettext(UNEXPECTED, status=status),
             status=status,
             body=answer,
         )
