@@ -12,6 +12,7 @@ runs ``check``. After ``update``, translate every entry that is new (empty) in e
 
 from __future__ import annotations
 
+import contextlib
 import gettext
 import io
 import sys
@@ -35,14 +36,16 @@ def _pybabel(*args: str) -> None:
 
 
 def extract(into: Path = TRANSLATIONS) -> dict[str, Path]:
-    """Every marked string of the sources, one template per domain; returns their paths."""
+    """Every marked string of the sources, one template per domain; returns their paths.
+    Read from the repository's root, so the catalogues name sources by relative path."""
     templates = {}
     for domain, mapping in DOMAINS.items():
         pot = into / f"{domain}.pot"
-        _pybabel("extract", "-w", str(WIDTH), "-F", str(TRANSLATIONS / mapping),
-                 "-k", "lazy_gettext", "--add-location=file", "-c", "Translators:", "--sort-output",
-                 "--project", "Agent Desk", "--msgid-bugs-address", "", "-o", str(pot),
-                 str(ROOT))
+        with contextlib.chdir(ROOT):
+            _pybabel("extract", "-w", str(WIDTH), "-F", str(TRANSLATIONS / mapping),
+                     "-k", "lazy_gettext", "--add-location=file", "-c", "Translators:",
+                     "--sort-output", "--project", "Agent Desk", "--msgid-bugs-address", "",
+                     "-o", str(pot), ".")
         templates[domain] = pot
     return templates
 
