@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 from flask import Flask, current_app, g, has_request_context, request
-from flask_babel import Babel, get_locale, get_timezone, refresh
+from flask_babel import Babel, Domain, get_locale, get_timezone, get_translations, refresh
 from markupsafe import Markup
 
 LANGUAGES: dict[str, str] = {"en": "English", "de": "Deutsch", "vi": "Tiếng Việt"}
@@ -97,6 +98,27 @@ def voice_of() -> str:
     return f"{current_language()} {get_timezone()}"
 
 
+_bound: ContextVar[Translations | NullTranslations | None] = ContextVar(
+    "desk_translations", default=None)
+"""The catalogue a live render speaks (``speaking``), looked up once for the whole batch."""
+
+
+def translations() -> Translations | NullTranslations:
+    """The catalogue of the page or push being rendered."""
+    bound = _bound.get()
+    return bound if bound is not None else get_translations()
+
+
+class _Domain(Domain):
+    """Flask-Babel's message domain, except inside ``speaking``: there every message of a
+    batch is read from the catalogue bound once, not looked up again in ``g`` (locale,
+    domain, cache) for each one; the live render translates hundreds per batch."""
+
+    def get_translations(self) -> Translations | NullTranslations:
+        bound = _bound.get()
+        return bound if bound is not None else super().get_translations()
+
+
 @contextmanager
 def speaking(voice: str) -> Iterator[None]:
     """Render in ``voice`` (from ``voice_of``; "" for the desk's defaults) inside the
@@ -105,9 +127,12 @@ def speaking(voice: str) -> Iterator[None]:
     saved = g.get("desk_language"), g.get("desk_timezone")
     g.desk_language, g.desk_timezone = language or None, zone or None
     refresh()  # Flask-Babel keeps the locale, time zone and catalogue it found last
+    outer = _bound.set(None)
+    _bound.set(get_translations())  # this voice's catalogue, found once
     try:
         yield
     finally:
+        _bound.reset(outer)
         g.desk_language, g.desk_timezone = saved
         refresh()
 
@@ -148,7 +173,17 @@ def js_catalogue() -> Markup:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
-    Babel(app, locale_selector=_locale, timezone_selector=choose_timezone)
+    babel = Babel(app, locale_selector=_locale, timezone_selector=choose_timezone)
+    # (a cached property of Flask-Babel's, replaced before its first use)
+    babel.domain_instance = _Domain(domain=app.extensions["babel"].default_domain)
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]  # (i18n extension)
+        # as Flask-Babel installs them, but reading ``translations``
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+        newstyle=True,
+    )
     app.jinja_env.globals["languages"] = LANGUAGES
     app.add_template_global(current_language, "current_language")
     app.add_template_global(js_catalogue, "js_catalogue")

@@ -36,6 +36,27 @@ def test_each_board_gets_the_fragments_of_its_audience_as_one_string() -> None:
     assert sue.outbox.get_nowait() == "<s/>"
 
 
+def test_boards_that_get_the_same_fragments_share_one_frame() -> None:
+    hub = Hub()
+    hub.configure(lambda changes, audiences: {
+        "": [("supervisor", "<s/>"), ("agent:1", "<mine/>"), ("others:1", "<theirs/>"),
+             ("agents", "<all/>")],
+        "de": [("supervisor", "<s-de/>"), ("agents", "<alle/>")],
+    })
+    ann = Board(1, "agent")
+    bob, cid = Board(2, "agent"), Board(4, "agent")  # named by no fragment: one frame
+    sue, tom = Board(3, "supervisor"), Board(5, "supervisor")
+    ute, udo = Board(6, "agent", voice="de"), Board(7, "supervisor", voice="de")
+    hub.boards.update({ann, bob, cid, sue, tom, ute, udo})
+    hub.deliver({"calls": {1}})
+    frames = {b.user_id: b.outbox.get_nowait() for b in hub.boards}
+    assert frames == {1: "<mine/><all/>", 2: "<theirs/><all/>", 4: "<theirs/><all/>",
+                      3: "<s/>", 5: "<s/>", 6: "<alle/>", 7: "<s-de/>"}
+    assert frames[2] is frames[4] and frames[3] is frames[5]
+    assert frames[1] is not frames[2]
+    assert hub.delivered == 7
+
+
 def test_a_board_too_far_behind_is_told_to_reconnect() -> None:
     board = Board(1, "agent", max_queue=2)
     assert board.offer("a") and board.offer("b")

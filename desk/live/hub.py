@@ -2,9 +2,9 @@
 
 Flow: a transaction commits → ``Hub.publish(changes)`` (never blocks the request: it only
 enqueues) → the dispatcher thread renders each changed fragment once per audience and voice
-(the ``renderer``; a voice is a language and time zone, ``Board.voice``) → the same string
-goes into the outbox of every board in that audience → each board's own websocket handler
-sends from its outbox (one sender per socket).
+(the ``renderer``; a voice is a language and time zone, ``Board.voice``) → boards that get
+the same fragments share one ``Frame`` (built, and encoded, once) in their outboxes → each
+board's own websocket handler sends from its outbox (one sender per socket).
 
 Across processes: every commit that changed something is numbered in its own transaction
 (``desk.live.sequence``). With ``DESK_REDIS_URL`` the dispatcher delivers locally first, then
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from desk.live.changes import Changes
+from desk.live.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -496,12 +497,31 @@ class Hub:
         self._fan_out(boards, self._renderer(changes, audiences(boards)))
 
     def _fan_out(self, boards: list[Board], rendered: dict[str, Fragments]) -> None:
+        """Give every board the fragments of its audiences, joined into one ``Frame``.
+
+        Boards that would get the same fragments share one frame, built once: every
+        supervisor board of a voice, and every agent board of a voice whose agent no
+        fragment names (``agent:<id>``, ``others:<id>``). So a batch costs one pass over its
+        fragments per distinct frame, and one queue hand-over per board; the frame's bytes
+        are encoded once too (``Frame.wire``).
+        """
+        frames: dict[tuple[str, str, int | None], Frame | None] = {}
+        named = {voice: _named(fragments) for voice, fragments in rendered.items()}
         for board in boards:
-            fragments = rendered.get(board.voice, ())
-            parts = [html for audience, html in fragments if board.wants(audience)]
-            if not parts:
+            fragments = rendered.get(board.voice)
+            if not fragments:
                 continue
-            board.offer(parts[0] if len(parts) == 1 else "".join(parts))
+            who = (board.user_id if board.role != "supervisor"
+                   and board.user_id in named[board.voice] else None)
+            key = (board.voice, board.role, who)
+            try:
+                frame = frames[key]
+            except KeyError:
+                parts = [html for audience, html in fragments if board.wants(audience)]
+                frame = frames[key] = Frame("".join(parts)) if parts else None
+            if frame is None:
+                continue
+            board.offer(frame)
             self.delivered += 1
 
     def _tick(self, ticker: Ticker) -> None:
@@ -636,6 +656,16 @@ class Hub:
 Job = tuple[Changes, bool, float, tuple[int, ...]]
 """(changes, committed in this process, time.monotonic() when handed over, their sequence
 numbers: one for a local commit, a batch for a Redis message, none for a bare change)."""
+
+
+def _named(fragments: Fragments) -> set[int]:
+    """The agents that fragments single out: their boards get frames of their own."""
+    named: set[int] = set()
+    for audience, _html in fragments:
+        kind, _, ident = audience.partition(":")
+        if kind in ("agent", "others") and ident.isdigit():
+            named.add(int(ident))
+    return named
 
 
 def _merge(into: Changes, more: Changes) -> None:

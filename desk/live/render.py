@@ -10,7 +10,9 @@ viewer see, and nothing else.
 from __future__ import annotations
 
 import time
-from collections.abc import Set
+from collections.abc import Iterator, Set
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +38,36 @@ def supervisor_section(call: Call) -> str:
     return "calls-live" if call.is_live else "calls-ended"
 
 
+_batch: ContextVar[dict[str, Any] | None] = ContextVar("desk_render_batch", default=None)
+"""The template context every fragment of a batch shares (``_voice``)."""
+
+
+@contextmanager
+def _voice(voice: str) -> Iterator[None]:
+    """Render a batch's fragments in ``voice``. Flask's ``render_template`` runs every
+    context processor again for each template; a batch renders hundreds of fragments in
+    one context that does not change, so they run once here (``_render``)."""
+    with speaking(voice):
+        shared: dict[str, Any] = {}
+        current_app.update_template_context(shared)
+        token = _batch.set(shared)
+        try:
+            yield
+        finally:
+            _batch.reset(token)
+
+
+def _render(name: str, **context: Any) -> str:
+    shared = _batch.get()
+    if shared is None:  # an htmx answer or a page: Flask's way
+        return render_template(name, **context)
+    return current_app.jinja_env.get_template(name).render({**shared, **context})
+
+
 def _row(call: Call, section: str, own: bool = False, may_act: bool = False,
          oob: bool = True, for_you: bool = False) -> str:
-    return render_template("board/_call_row.html", call=call, section=section, own=own,
-                           may_act=may_act, oob=oob, for_you=for_you)
+    return _render("board/_call_row.html", call=call, section=section, own=own,
+                   may_act=may_act, oob=oob, for_you=for_you)
 
 
 def _removed(call: Call) -> str:
@@ -126,7 +154,7 @@ def render_voices(app: Flask, changes: Changes, audiences: Audiences) -> dict[st
                 throttle.due = True  # the hub's next tick renders it (``render_tick``)
         rendered: dict[str, Fragments] = {}
         for voice, roles in audiences.items():
-            with speaking(voice):
+            with _voice(voice):
                 rendered[voice] = _fragments(roles, calls, people, current, alerts, counts, wb)
         return rendered
 
@@ -139,17 +167,17 @@ def _fragments(roles: Set[str], calls: list[Call], people: list[User],
         fragments.extend(call_fragments(call, roles))
     for person in people:
         if supervisors:
-            fragments.append(("supervisor", render_template(
+            fragments.append(("supervisor", _render(
                 "board/_agent_tile.html", person=person, call=current.get(person.id), oob=True)))
         if agents:
-            fragments.append((f"agent:{person.id}", render_template(
+            fragments.append((f"agent:{person.id}", _render(
                 "shared/_presence.html", me=person, on_call=on_call(current, person.id),
                 oob=True)))
     if alerts is not None and supervisors:
-        fragments.append(("supervisor", render_template(
+        fragments.append(("supervisor", _render(
             "supervisor/_alerts.html", alerts=alerts, oob=True)))
     if counts is not None:
-        counters = render_template("shared/_counters.html", counts=counts, oob=True)
+        counters = _render("shared/_counters.html", counts=counts, oob=True)
         fragments.append(("supervisor", counters))
         fragments.append(("agents", counters))
     if wb is not None and supervisors:
@@ -181,8 +209,7 @@ def _compute_wallboard(app: Flask, session: Any, throttle: _Throttle) -> Any:
 
 
 def _wallboard(wb: Any) -> tuple[str, str]:
-    return ("supervisor", render_template("supervisor/_wallboard_counters.html", wb=wb,
-                                          oob=True))
+    return ("supervisor", _render("supervisor/_wallboard_counters.html", wb=wb, oob=True))
 
 
 def render_tick(app: Flask, audiences: Audiences) -> dict[str, Fragments]:
@@ -196,7 +223,7 @@ def render_tick(app: Flask, audiences: Audiences) -> dict[str, Fragments]:
         wb = _compute_wallboard(app, session, throttle)
         rendered: dict[str, Fragments] = {}
         for voice in voices:
-            with speaking(voice):
+            with _voice(voice):
                 rendered[voice] = [_wallboard(wb)]
         return rendered
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from simple_websocket import ConnectionClosed
 
 from desk.extensions import db, hub, sock
 from desk.i18n import voice_of
+from desk.live.frames import Frame, text_frame
 from desk.live.hub import RECONNECT, Board
 from desk.live.render import render_snapshot
 
@@ -45,18 +47,39 @@ def _decline_compression() -> None:
 
 def _drain(board: Board, first: object) -> tuple[str, bool]:
     """``first`` plus whatever else is already queued, as one frame; and whether the hub
-    asked this board to reconnect. htmx applies every out-of-band element in a frame."""
+    asked this board to reconnect. htmx applies every out-of-band element in a frame.
+    A lone update comes back as it was queued: a shared ``Frame``, its bytes built once."""
     parts: list[str] = []
     message = first
     for _ in range(BATCH):
         if message is RECONNECT:
             return "".join(parts), True
-        parts.append(str(message))  # besides RECONNECT, outboxes hold only HTML strings
+        parts.append(message)  # type: ignore[arg-type]  # besides RECONNECT, only HTML
         try:
             message = board.outbox.get_nowait()
         except queue.Empty:
             break
-    return "".join(parts), False
+    return (parts[0] if len(parts) == 1 else "".join(parts)), False
+
+
+def _sender(socket: Any) -> Callable[[str], None]:
+    """How this socket sends a text frame.
+
+    Without compression (``DESK_WS_COMPRESSION`` off, the default: ``_decline_compression``
+    refused the extension) a frame's bytes are the same for every board, so a shared
+    ``Frame``'s are built once and written whole (``sendall``: a large snapshot is never
+    cut short). With compression the websocket library encodes it per connection.
+    """
+    if current_app.config["DESK_WS_COMPRESSION"] or not hasattr(socket, "sock"):
+        return socket.send
+    raw = socket.sock
+
+    def send(text: str) -> None:
+        if not socket.connected:
+            raise ConnectionClosed(socket.close_reason, socket.close_message)
+        raw.sendall(text.wire() if isinstance(text, Frame) else text_frame(text))
+
+    return send
 
 
 def _same_origin() -> bool:
@@ -85,8 +108,9 @@ def ws(socket: Any) -> None:
         with db.consistent_read() as session:  # one moment: no call listed twice
             snapshot = render_snapshot(session, user)
         db.session.remove()  # don't hold a connection for the life of the socket
+        send = _sender(socket)
         with board.lock:
-            socket.send(snapshot)
+            send(snapshot)
         while socket.connected:
             try:
                 first = board.outbox.get(timeout=POLL)
@@ -95,11 +119,11 @@ def ws(socket: Any) -> None:
             frame, reconnect = _drain(board, first)
             if frame:
                 with board.lock:
-                    socket.send(frame)
+                    send(frame)
             if reconnect:
                 socket.close(reason=1012, message="Reload: the board fell behind.")
                 break
-    except ConnectionClosed:
+    except (ConnectionClosed, OSError):  # the board went away (reset, broken pipe)
         pass
     finally:
         hub.unregister(board)
