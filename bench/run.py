@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -416,8 +417,9 @@ def render(out: dict[str, Any]) -> str:
     for r in out["latency"]:
         fan = r["fanout"]
         other = peer_latency.get(r["boards"])
-        versus = (f"{fan['lat_p99'] / other['fanout']['lat_p99']:.2f}"
-                  if other and r["target"] != PEER.label and other["fanout"]["lat_p99"] else "—")
+        theirs = other["fanout"]["lat_p99"] if other else float("nan")
+        versus = (f"{fan['lat_p99'] / theirs:.2f}"  # (nan: the peer's boards got nothing)
+                  if r["target"] != PEER.label and math.isfinite(theirs) and theirs else "—")
         lines.append(
             f"| {r['target']} | {r['boards']} | {r['ok']} | {r['errors']} | {_ms(r['p99'])} | "
             f"{_ms(fan['lat_p50'])} | {_ms(fan['lat_p99'])} | {_ms(fan['lat_max'])} | "
