@@ -200,6 +200,7 @@ class Hub:
         self._renderer: Renderer | None = None
         self._status_renderer: StatusRenderer | None = None
         self._started = False
+        self._dispatcher: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self.redis_url = ""
@@ -268,7 +269,9 @@ class Hub:
             if self.origin.split("-", 1)[0] != str(os.getpid()):  # forked since created
                 self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._start_sequence()
-            threading.Thread(target=self._dispatch_loop, name="desk-dispatch", daemon=True).start()
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, name="desk-dispatch",
+                                                daemon=True)
+            self._dispatcher.start()
             if self.redis_url:
                 threading.Thread(
                     target=self._subscribe_loop, name="desk-redis-sub", daemon=True
@@ -290,9 +293,14 @@ class Hub:
             return
         self.sequence.start_at(top, slack=START_SLACK)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the dispatcher, and wait (at most ``timeout`` seconds) until it has: a
+        batch or catch-up in progress must not use the database after its owner closed it."""
         self._stop.set()
         self._put(({}, False, time.monotonic(), ()))
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher is not threading.current_thread():
+            dispatcher.join(timeout)
 
     def drain(self, timeout: float) -> bool:
         """Wait until every change handed over so far is delivered and published; False
