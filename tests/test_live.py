@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer, desk_env, recv_until, running_desk
+from tests.servers import LiveServer, desk_env, recv_until, running_desk, tail
 
 CALL = "5b3a1c0f9e7d2a4b6c8e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b1c"
 
@@ -133,3 +133,27 @@ def test_websocket_declines_per_board_compression(server: LiveServer) -> None:
     with server.board(server.login("ann", PASSWORD)) as board:  # the client offers deflate
         board.recv(timeout=5)
         assert board.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
+def test_a_board_whose_snapshot_fails_is_closed_to_reconnect_not_sent_an_error_page(
+    server: LiveServer,
+) -> None:
+    """After the handshake an HTTP error page on the socket would be a corrupt frame; the
+    board must get a proper close (1011, which the htmx extension reconnects on) instead."""
+    import sqlite3
+
+    session = server.login("ann", PASSWORD)
+    path = server.env["DESK_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE calls RENAME TO calls_away")  # the snapshot's query fails
+    try:
+        with server.board(session) as board, pytest.raises(ConnectionClosed) as closed:
+            board.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    finally:
+        with sqlite3.connect(path) as conn:
+            conn.execute("ALTER TABLE calls_away RENAME TO calls")
+    with server.board(session) as board:  # the reconnect gets its snapshot
+        assert 'id="calls-mine"' in board.recv(timeout=5)
+    log = tail(server.log, 1_000_000)
+    assert "failed; closing it so that it reconnects" in log and "Invalid HTTP" not in log

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 
 import pytest
 from sqlalchemy import create_engine, func, select
+from websockets.sync.client import connect
 
 from desk.models import Call, Delivery
 from tests.conftest import PASSWORD
@@ -79,3 +81,31 @@ def test_events_of_one_call_racing_each_other_end_in_the_right_state(
     assert (state, duration) == ("ended", 9)
     with server.board(server.login("sue", PASSWORD)) as board:
         assert "0303" in recv_until(board, 'id="calls-ended"')
+
+
+def test_a_crowd_of_boards_opening_at_once_all_get_their_snapshot(server: LiveServer) -> None:
+    """After a restart every board reconnects at the same moment. Each must get its snapshot:
+    a board holding the log-in lookup's connection while its snapshot waited for a second
+    one starved the pool (10 + 20 per worker) until the pool timed out, and the error page
+    then went out on the upgraded socket as a corrupt frame."""
+    cookies = []
+    for name in ("sue", "ann", "bob"):
+        session = server.login(name, PASSWORD)
+        cookies.append("; ".join(f"{c.name}={c.value}" for c in session.cookies))
+    crowd = 120  # about 60 a worker: twice what one worker's pool holds
+    start = Barrier(crowd)
+
+    def open_board(index: int) -> str:
+        start.wait(timeout=30)
+        with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=30,
+                     additional_headers={"Cookie": cookies[index % 3]}) as board:
+            frame = board.recv(timeout=30)
+            assert isinstance(frame, str)
+            return frame
+
+    with ThreadPoolExecutor(max_workers=crowd) as pool:
+        snapshots = list(pool.map(open_board, range(crowd)))
+    mine = ['id="agents"', 'id="calls-mine"', 'id="calls-mine"']
+    assert [mine[i % 3] in frame for i, frame in enumerate(snapshots)] == [True] * crowd
+    log = server.output()
+    assert "QueuePool limit" not in log and "Invalid HTTP request" not in log, log

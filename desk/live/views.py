@@ -10,6 +10,7 @@ fill) is closed with 1012 so the extension reconnects and resyncs. Pings come fr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 from collections.abc import Callable
@@ -103,11 +104,14 @@ def ws(socket: Any) -> None:
         user_id=user.id, role=user.role, max_queue=current_app.config["DESK_BOARD_QUEUE"],
         voice=voice_of(),
     )
+    # The log-in lookup's connection goes back before the snapshot takes its own: a board
+    # holding one while waiting for the other starves the pool when many open at once
+    # (every board reconnects after a restart), until each waits out the pool's timeout.
+    db.session.remove()
     hub.register(board)  # before the snapshot, so nothing committed after it is missed
     try:
         with db.consistent_read() as session:  # one moment: no call listed twice
             snapshot = render_snapshot(session, user)
-        db.session.remove()  # don't hold a connection for the life of the socket
         send = _sender(socket)
         with board.lock:
             send(snapshot)
@@ -125,5 +129,13 @@ def ws(socket: Any) -> None:
                 break
     except (ConnectionClosed, OSError):  # the board went away (reset, broken pipe)
         pass
+    except Exception:
+        # After the handshake the socket is no longer HTTP: an error page written on it
+        # would reach the browser as a corrupt frame, and the server would go on reading
+        # websocket frames as requests. Close it properly instead; the board reconnects.
+        log.exception("board of user %s failed; closing it so that it reconnects", user.id)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            socket.close(reason=1011, message="The desk hit an error; reconnecting.")
     finally:
         hub.unregister(board)
+        db.session.remove()
