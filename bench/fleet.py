@@ -8,7 +8,8 @@ with 1012 (it fell behind) reconnects like the htmx extension does and counts as
 The fleet lives in its own process so its CPU cost is measured on its own and cannot delay
 the webhook sender's clock; both use ``time.monotonic()`` (system-wide on Linux), so a
 frame's arrival and a webhook's send time are comparable. Frames are recognised by the
-caller number ``bench<tag>-<call>`` in a call row and the row's ``data-state``.
+caller number ``bench<tag>-<call>`` in a call row and the row's ``data-state``; on an agent's
+board another agent's ended call is removed instead, and the removal counts as its end.
 
 Commands (tuples sent over the pipe, each answered with one dict): ``open n``, ``reset tag
 latency``, ``collect expected timeout events``, ``stop``.
@@ -26,7 +27,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-ROW = re.compile(r'data-state="([a-z]+)"[^>]*>.*?title="Caller">bench([0-9a-z]+)-(\d+)<', re.S)
+ROW = re.compile(r'id="call-(\d+)"\s+data-section="[^"]*"\s+data-state="([a-z]+)"[^>]*>'
+                 r'.*?title="Caller">bench([0-9a-z]+)-(\d+)<', re.S)
+# Another agent's call that ended leaves an agent's board (``desk.live.render._removed``):
+# for that board, the removal is how the call's end shows.
+GONE = re.compile(r'<article id="call-(\d+)" hx-swap-oob="delete">')
 RANK = {"ringing": 0, "talking": 1, "ended": 2}
 MAX_RESYNCS = 20  # per board per fleet: bounded, whatever the server does
 STALL = 3.0  # seconds without a new frame after which ``collect`` stops waiting
@@ -37,6 +42,7 @@ class BoardStats:
     frames: int = 0  # updates (call rows) of the current tag received
     last: float = 0.0
     first: dict[int, float] = field(default_factory=dict)  # call*4+rank -> first arrival
+    rows: dict[str, int] = field(default_factory=dict)  # row id -> call, of the current tag
 
 
 class Fleet:
@@ -48,6 +54,7 @@ class Fleet:
         self.connected = 0
         self.resyncs = 0
         self.failed = 0
+        self.reasons: dict[str, int] = {}  # why a board's connect failed, and how often
         self.tag = ""
         self.latency = False
         self.stopping = asyncio.Event()
@@ -59,14 +66,21 @@ class Fleet:
         now = time.monotonic()
         if isinstance(frame, bytes):
             frame = frame.decode()
-        for state, tag, call in ROW.findall(frame):
+        for row, state, tag, call in ROW.findall(frame):
             if tag != self.tag:
                 continue
-            stats.frames += 1  # one call row per update, however many a frame carries
-            stats.last = now
-            rank = RANK.get(state)
-            if self.latency and rank is not None:
-                stats.first.setdefault(int(call) * 4 + rank, now)
+            stats.rows[row] = int(call)
+            self.arrived(stats, int(call), RANK.get(state), now)
+        if stats.rows and "delete" in frame:
+            for row in GONE.findall(frame):
+                if row in stats.rows:
+                    self.arrived(stats, stats.rows[row], RANK["ended"], now)
+
+    def arrived(self, stats: BoardStats, call: int, rank: int | None, now: float) -> None:
+        stats.frames += 1  # one call row per update, however many a frame carries
+        stats.last = now
+        if self.latency and rank is not None:
+            stats.first.setdefault(call * 4 + rank, now)
 
     # -- boards ----------------------------------------------------------------------------
     async def desk_board(self, index: int, opened: asyncio.Future[bool]) -> None:
@@ -95,8 +109,9 @@ class Fleet:
                     finally:
                         self.connected -= 1
                     code = ws.close_code
-            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
-                pass
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as error:
+                reason = f"{type(error).__name__}: {error}"[:120]
+                self.reasons[reason] = self.reasons.get(reason, 0) + 1
             if self.stopping.is_set() or code != 1012:
                 break
             self.resyncs += 1
@@ -139,14 +154,14 @@ class Fleet:
 
         first = len(self.boards)
         await asyncio.gather(*(one(first + i) for i in range(n)))
-        return {"open": self.connected, "failed": self.failed,
+        return {"open": self.connected, "failed": self.failed, "reasons": self.reasons,
                 "seconds": time.monotonic() - started}
 
     # -- measuring -------------------------------------------------------------------------
     def reset(self, tag: str, latency: bool) -> dict[str, Any]:
         self.tag, self.latency = tag, latency
         for stats in self.boards:
-            stats.frames, stats.last, stats.first = 0, 0.0, {}
+            stats.frames, stats.last, stats.first, stats.rows = 0, 0.0, {}, {}
         self.resyncs = 0
         self.cpu_mark = time.process_time()
         return {"open": self.connected}
@@ -173,6 +188,7 @@ class Fleet:
             "complete": sum(b.frames >= expected for b in self.boards),
             "last": max((b.last for b in self.boards), default=0.0),
             "cpu": time.process_time() - self.cpu_mark,
+            "per_board": [b.frames for b in self.boards],
         }
         if events is not None:
             latencies = array("d")

@@ -187,7 +187,8 @@ class Running:
         reply = self.fleet.grow_to(n)
         if reply:
             log(f"  boards: {reply['open']} open ({reply['failed']} failed) "
-                f"in {reply['seconds']:.1f}s")
+                f"in {reply['seconds']:.1f}s"
+                + (f"; why: {reply['reasons']}" if reply.get("reasons") else ""))
 
     def stored(self, tag: str) -> int | None:
         if self.db is None:
