@@ -156,4 +156,4 @@ def test_a_board_whose_snapshot_fails_is_closed_to_reconnect_not_sent_an_error_p
     with server.board(session) as board:  # the reconnect gets its snapshot
         assert 'id="calls-mine"' in board.recv(timeout=5)
     log = tail(server.log, 1_000_000)
-    assert "failed; closing it so that it reconnects" in log and "Invalid HTTP" not in log
+    assert "a board failed; closing it so that it reconnects" in log and "Invalid HTTP" not in log

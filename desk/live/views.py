@@ -93,6 +93,22 @@ def _same_origin() -> bool:
 
 @sock.route("/ws", bp=bp)
 def ws(socket: Any) -> None:
+    try:
+        _serve(socket)
+    except (ConnectionClosed, OSError):  # the board went away (reset, broken pipe)
+        pass
+    except Exception:
+        # After the handshake the socket is no longer HTTP: an error page written on it
+        # would reach the browser as a corrupt frame, and the server would go on reading
+        # websocket frames as requests. Close it properly instead; the board reconnects.
+        log.exception("a board failed; closing it so that it reconnects")
+        with contextlib.suppress(ConnectionClosed, OSError):
+            socket.close(reason=1011, message="The desk hit an error; reconnecting.")
+    finally:
+        db.session.remove()
+
+
+def _serve(socket: Any) -> None:
     if not current_user.is_authenticated:
         socket.close(reason=1008, message="Log in first.")
         return
@@ -105,8 +121,8 @@ def ws(socket: Any) -> None:
         voice=voice_of(),
     )
     # The log-in lookup's connection goes back before the snapshot takes its own: a board
-    # holding one while waiting for the other starves the pool when many open at once
-    # (every board reconnects after a restart), until each waits out the pool's timeout.
+    # holding one while waiting for another starves the pool when many open at once (every
+    # board reconnects after a restart), until each waits out the pool's timeout.
     db.session.remove()
     hub.register(board)  # before the snapshot, so nothing committed after it is missed
     try:
@@ -127,15 +143,5 @@ def ws(socket: Any) -> None:
             if reconnect:
                 socket.close(reason=1012, message="Reload: the board fell behind.")
                 break
-    except (ConnectionClosed, OSError):  # the board went away (reset, broken pipe)
-        pass
-    except Exception:
-        # After the handshake the socket is no longer HTTP: an error page written on it
-        # would reach the browser as a corrupt frame, and the server would go on reading
-        # websocket frames as requests. Close it properly instead; the board reconnects.
-        log.exception("board of user %s failed; closing it so that it reconnects", user.id)
-        with contextlib.suppress(ConnectionClosed, OSError):
-            socket.close(reason=1011, message="The desk hit an error; reconnecting.")
     finally:
         hub.unregister(board)
-        db.session.remove()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from sqlalchemy.orm import object_session
 
 from desk.extensions import db, hub
 from desk.live.render import agent_section, supervisor_section
@@ -76,11 +77,14 @@ def _page(labels: list[str], typed: str, problem: wrapup.WrapUpRefused | None = 
 
 
 @bp.app_template_global("disposition_choices")
-def disposition_choices() -> list[str]:
-    """The active dispositions, read once per request (or per live render batch)."""
+def disposition_choices(call: Call | None = None) -> list[str]:
+    """The active dispositions, read once per request (or per live render batch), through
+    the session ``call`` was loaded in: a board's snapshot and a live render read in a
+    session of their own, and a second connection per render starves the pool."""
     from flask import g
 
     if "desk_dispositions" not in g:
-        g.desk_dispositions = wrapup.dispositions(db.session)
+        session = (object_session(call) if call is not None else None) or db.session()
+        g.desk_dispositions = wrapup.dispositions(session)
     choices: list[str] = g.desk_dispositions
     return choices
