@@ -3,8 +3,9 @@
 Flow: a transaction commits → ``Hub.publish(changes)`` (never blocks the request: it only
 enqueues) → the dispatcher thread renders each changed fragment once per audience and voice
 (the ``renderer``; a voice is a language and time zone, ``Board.voice``) → boards that get
-the same fragments share one ``Frame`` (built, and encoded, once) in their outboxes → each
-board's own websocket handler sends from its outbox (one sender per socket).
+the same fragments share one ``Frame`` (built, and encoded, once) → the dispatcher writes it
+straight to each board's socket when that never waits (``Board.offer``); otherwise it waits
+in the board's outbox for the board's own websocket handler to send.
 
 Across processes: every commit that changed something is numbered in its own transaction
 (``desk.live.sequence``). With ``DESK_REDIS_URL`` the dispatcher delivers locally first, then
@@ -28,6 +29,7 @@ supervisors, and the subscriber retries with backoff.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -116,9 +118,69 @@ CatchUp = Callable[[int, list[int]], list[tuple[int, Changes]]]
 missing numbers that exist, in number order (``desk.live.sequence.since``)."""
 
 
+class Rest(bytes):
+    """The unsent end of a frame the hub began writing straight to a socket: it goes out
+    first, as raw bytes, before anything else is sent on that socket."""
+
+
+class Outbox:
+    """What waits to be sent to one board, oldest first, and a flag its handler waits on.
+
+    A deque and an event rather than a ``queue.Queue``: putting is an append and setting a
+    flag, with no condition variable to notify per board per batch. Only the board's own
+    handler takes from it (``take``), while holding the board's lock.
+    """
+
+    def __init__(self) -> None:
+        self.items: collections.deque[Any] = collections.deque()
+        self.ready = threading.Event()
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+    def get_nowait(self) -> Any:
+        try:
+            return self.items.popleft()
+        except IndexError:
+            raise queue.Empty from None
+
+    def get(self, timeout: float) -> Any:
+        """The oldest item, waiting up to ``timeout`` seconds for one (``queue.Empty``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(queue.Empty):
+                return self.get_nowait()
+            self.ready.clear()
+            if self.items:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.ready.wait(remaining):
+                raise queue.Empty
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+
+Writer = Callable[[bytes], int]
+"""Writes what it can of some bytes to a socket without ever waiting; how many it wrote
+(``BlockingIOError`` when the socket's buffer is full)."""
+
+
 @dataclass(eq=False)
 class Board:
-    """One open websocket: who watches, and what is waiting to be sent to it."""
+    """One open websocket: who watches, and what is waiting to be sent to it.
+
+    Once its snapshot is out, the handler may give the board a ``write`` that never blocks
+    (``desk.live.views``). Then the dispatcher writes an update straight to the socket when
+    nothing is waiting and the handler is not sending: no hand-over to the handler, no
+    greenlet or thread switch per board. A socket that cannot take the whole frame gets
+    the rest, and everything after it, through the outbox as before; so does every update
+    while the handler holds the lock. Updates go out in the order they were offered.
+    """
 
     user_id: int
     role: str
@@ -126,11 +188,9 @@ class Board:
     # How its viewer reads (``desk.i18n.voice_of``: language and time zone); boards of one
     # voice share each rendering. "": the desk's defaults.
     voice: str = ""
-    outbox: queue.Queue[Any] = field(init=False)
+    outbox: Outbox = field(default_factory=Outbox)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.outbox = queue.Queue(maxsize=self.max_queue)
+    write: Writer | None = None
 
     def wants(self, audience: str) -> bool:
         if self.role == "supervisor":
@@ -145,21 +205,58 @@ class Board:
         return False
 
     def offer(self, message: Any) -> bool:
-        """Queue ``message``; a board too far behind is told to reconnect instead."""
-        try:
-            self.outbox.put_nowait(message)
-            return True
-        except queue.Full:
+        """Send or queue ``message``; a board too far behind is told to reconnect instead."""
+        if self.write is not None and isinstance(message, Frame) \
+                and self.lock.acquire(blocking=False):
+            try:
+                if self.outbox.empty():  # nothing older waits: this may go first
+                    self._write(message)
+                    return True
+            finally:
+                self.lock.release()
+        if self.outbox.qsize() >= self.max_queue:
             self.resync()
             return False
+        self.outbox.put(message)
+        return True
+
+    def _write(self, message: Frame) -> None:
+        """Write ``message`` now; what the socket would not take waits in the outbox."""
+        data = message.wire()
+        assert self.write is not None
+        try:
+            sent = self.write(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the socket is gone: its handler finds out and unregisters
+            self.write, sent = None, 0
+        if sent == 0:
+            self.outbox.put(message)
+        elif sent < len(data):
+            self.outbox.put(Rest(data[sent:]))
+
+    def take(self, most: int) -> list[Any]:
+        """Up to ``most`` waiting items, oldest first (only the board's handler takes)."""
+        taken = []
+        for _ in range(most):
+            try:
+                taken.append(self.outbox.items.popleft())
+            except IndexError:
+                break
+        if self.outbox.items:
+            self.outbox.ready.set()  # more than one batch waits: come back at once
+        return taken
 
     def resync(self) -> None:
-        while True:
-            try:
-                self.outbox.get_nowait()
-            except queue.Empty:
-                break
-        self.outbox.put_nowait(RECONNECT)
+        """Drop what waits and ask the handler to close with 1012: the board reloads. The
+        end of a frame already begun stays, so the socket's stream is not cut mid-frame."""
+        self.write = None
+        items = self.outbox.items
+        head = items[0] if items and isinstance(items[0], Rest) else None
+        items.clear()
+        if head is not None:
+            items.append(head)
+        self.outbox.put(RECONNECT)
 
 
 Audiences = dict[str, set[str]]

@@ -1,8 +1,10 @@
 """``/ws``: the websocket every open board holds (htmx ws extension on the page).
 
 On every connect — first or after a reconnect — the board gets a full snapshot before any
-update, because the htmx extension never replays what it missed. Then this handler is the
-only sender on its socket: it drains the board's outbox, filled by the hub's dispatcher.
+update, because the htmx extension never replays what it missed. Then the hub's dispatcher
+writes each update straight to the socket when it can do so without waiting
+(``Board.write``); what it cannot, waits in the board's outbox, which this handler drains.
+The board's lock keeps the two from writing at once, and the updates in order.
 A board the hub gave up on (too far behind, or a gap in the change sequence too wide to
 fill) is closed with 1012 so the extension reconnects and resyncs. Pings come from flask-sock's
 ``SOCK_SERVER_OPTIONS`` (``DESK_WS_PING_INTERVAL``) so proxies do not cut idle boards.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
+import socket as stdlib_socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +26,7 @@ from simple_websocket import ConnectionClosed
 from desk.extensions import db, hub, sock
 from desk.i18n import voice_of
 from desk.live.frames import Frame, text_frame
-from desk.live.hub import RECONNECT, Board
+from desk.live.hub import RECONNECT, Board, Rest, Writer
 from desk.live.render import render_snapshot
 
 bp = Blueprint("live", __name__)
@@ -46,25 +48,24 @@ def _decline_compression() -> None:
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
-def _drain(board: Board, first: object) -> tuple[str, bool]:
-    """``first`` plus whatever else is already queued, as one frame; and whether the hub
-    asked this board to reconnect. htmx applies every out-of-band element in a frame.
-    A lone update comes back as it was queued: a shared ``Frame``, its bytes built once."""
-    parts: list[str] = []
-    message = first
-    for _ in range(BATCH):
-        if message is RECONNECT:
-            return "".join(parts), True
-        parts.append(message)  # type: ignore[arg-type]  # besides RECONNECT, only HTML
-        try:
-            message = board.outbox.get_nowait()
-        except queue.Empty:
-            break
-    return (parts[0] if len(parts) == 1 else "".join(parts)), False
+def _joined(items: list[Any]) -> tuple[list[Any], bool]:
+    """What to write for ``items`` taken from an outbox, and whether the hub asked this
+    board to reconnect: the end of a frame already begun (``Rest``, raw bytes) first, then
+    every update as one frame (htmx applies every out-of-band element in a frame). A lone
+    update stays as it was queued: a shared ``Frame``, its bytes built once."""
+    out: list[Any] = []
+    if items and isinstance(items[0], Rest):
+        out.append(items.pop(0))
+    reconnect = RECONNECT in items
+    if reconnect:
+        items = items[:items.index(RECONNECT)]
+    if items:
+        out.append(items[0] if len(items) == 1 else "".join(items))
+    return out, reconnect
 
 
-def _sender(socket: Any) -> Callable[[str], None]:
-    """How this socket sends a text frame.
+def _sender(socket: Any) -> Callable[[str | bytes], None]:
+    """How this socket sends a text frame (or the raw ``Rest`` of one).
 
     Without compression (``DESK_WS_COMPRESSION`` off, the default: ``_decline_compression``
     refused the extension) a frame's bytes are the same for every board, so a shared
@@ -75,12 +76,35 @@ def _sender(socket: Any) -> Callable[[str], None]:
         return socket.send
     raw = socket.sock
 
-    def send(text: str) -> None:
+    def send(text: str | bytes) -> None:
         if not socket.connected:
             raise ConnectionClosed(socket.close_reason, socket.close_message)
-        raw.sendall(text.wire() if isinstance(text, Frame) else text_frame(text))
+        if isinstance(text, bytes):
+            raw.sendall(text)
+        else:
+            raw.sendall(text.wire() if isinstance(text, Frame) else text_frame(text))
 
     return send
+
+
+def _writer(socket: Any) -> Writer | None:
+    """A write that never waits, for the hub to send updates straight to this socket
+    (``Board.write``); None with compression, where frames differ per connection.
+
+    Under gevent the socket wraps a non-blocking OS socket, which it keeps as ``_sock``;
+    ``MSG_DONTWAIT`` makes a blocking one (the threaded development server) behave alike.
+    """
+    if current_app.config["DESK_WS_COMPRESSION"] or not hasattr(socket, "sock") \
+            or not hasattr(stdlib_socket, "MSG_DONTWAIT"):
+        return None
+    target = getattr(socket.sock, "_sock", socket.sock)
+
+    def write(data: bytes) -> int:
+        if not socket.connected:
+            raise BrokenPipeError("the board has closed")
+        return int(target.send(data, stdlib_socket.MSG_DONTWAIT))
+
+    return write
 
 
 def _same_origin() -> bool:
@@ -131,15 +155,15 @@ def _serve(socket: Any) -> None:
         send = _sender(socket)
         with board.lock:
             send(snapshot)
+            board.write = _writer(socket)  # from now on the hub may write updates itself
         while socket.connected:
-            try:
-                first = board.outbox.get(timeout=POLL)
-            except queue.Empty:
+            if not board.outbox.ready.wait(POLL):
                 continue
-            frame, reconnect = _drain(board, first)
-            if frame:
-                with board.lock:
-                    send(frame)
+            with board.lock:
+                board.outbox.ready.clear()
+                out, reconnect = _joined(board.take(BATCH))
+                for data in out:
+                    send(data)
             if reconnect:
                 socket.close(reason=1012, message="Reload: the board fell behind.")
                 break
