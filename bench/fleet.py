@@ -42,7 +42,8 @@ class BoardStats:
     frames: int = 0  # updates (call rows) of the current tag received
     last: float = 0.0
     first: dict[int, float] = field(default_factory=dict)  # call*4+rank -> first arrival
-    rows: dict[str, int] = field(default_factory=dict)  # row id -> call, of the current tag
+    gone: list[tuple[str, float]] = field(default_factory=list)  # (row id, removed at)
+    messages: int = 0  # websocket messages received since the reset
 
 
 class Fleet:
@@ -55,6 +56,9 @@ class Fleet:
         self.resyncs = 0
         self.failed = 0
         self.reasons: dict[str, int] = {}  # why a board's connect failed, and how often
+        # Row id -> call, of the current tag, from any board's frames: a board that only ever
+        # got a call's removal (all its updates came in one batch) still knows which it was.
+        self.rows: dict[str, int] = {}
         self.tag = ""
         self.latency = False
         self.stopping = asyncio.Event()
@@ -66,19 +70,30 @@ class Fleet:
         now = time.monotonic()
         if isinstance(frame, bytes):
             frame = frame.decode()
+        stats.messages += 1
         for row, state, tag, call in ROW.findall(frame):
             if tag != self.tag:
                 continue
-            stats.rows[row] = int(call)
+            self.rows[row] = int(call)
             self.arrived(stats, int(call), RANK.get(state), now)
-        if stats.rows and "delete" in frame:
-            for row in GONE.findall(frame):
-                if row in stats.rows:
-                    self.arrived(stats, stats.rows[row], RANK["ended"], now)
+        if "delete" in frame:
+            stats.gone += [(row, now) for row in GONE.findall(frame)]
+
+    def resolve_removals(self) -> None:
+        for stats in self.boards:
+            if not stats.gone:
+                continue
+            unknown = []
+            for row, at in stats.gone:
+                if row in self.rows:
+                    self.arrived(stats, self.rows[row], RANK["ended"], at)
+                else:
+                    unknown.append((row, at))
+            stats.gone = unknown
 
     def arrived(self, stats: BoardStats, call: int, rank: int | None, now: float) -> None:
         stats.frames += 1  # one call row per update, however many a frame carries
-        stats.last = now
+        stats.last = max(stats.last, now)
         if self.latency and rank is not None:
             stats.first.setdefault(call * 4 + rank, now)
 
@@ -161,7 +176,9 @@ class Fleet:
     def reset(self, tag: str, latency: bool) -> dict[str, Any]:
         self.tag, self.latency = tag, latency
         for stats in self.boards:
-            stats.frames, stats.last, stats.first, stats.rows = 0, 0.0, {}, {}
+            stats.frames, stats.last, stats.first, stats.gone = 0, 0.0, {}, []
+            stats.messages = 0
+        self.rows = {}
         self.resyncs = 0
         self.cpu_mark = time.process_time()
         return {"open": self.connected}
@@ -173,6 +190,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         seen, progress = -1, time.monotonic()
         while time.monotonic() < deadline:
+            self.resolve_removals()
             if all(b.frames >= expected for b in self.boards):
                 break
             total = sum(b.frames for b in self.boards)
@@ -181,6 +199,7 @@ class Fleet:
             elif time.monotonic() - progress > STALL:
                 break  # nothing arrived for a while: what is missing is not coming
             await asyncio.sleep(0.05)
+        self.resolve_removals()
         frames = sum(min(b.frames, expected) for b in self.boards)
         result: dict[str, Any] = {
             "boards": len(self.boards), "open": self.connected, "frames": frames,
@@ -188,7 +207,7 @@ class Fleet:
             "complete": sum(b.frames >= expected for b in self.boards),
             "last": max((b.last for b in self.boards), default=0.0),
             "cpu": time.process_time() - self.cpu_mark,
-            "per_board": [b.frames for b in self.boards],
+            "messages": sum(b.messages for b in self.boards),
         }
         if events is not None:
             latencies = array("d")

@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--boards", type=int, default=0, help="open boards (1 supervisor in 10)")
+    parser.add_argument("--idle", action="store_true",
+                        help="sample waiting too (py-spy --idle): where requests spend wall time")
     parser.add_argument("--rate", type=float, default=None,
                         help="a steady rate instead of 16 closed-loop callers")
     args = parser.parse_args()
@@ -103,7 +105,8 @@ def main() -> None:
             out = Path(tmp) / "profile.txt"
             spy_proc = subprocess.Popen(
                 [spy, "record", "--pid", str(worker), "--rate", "200", "--format", "raw",
-                 "--duration", str(int(args.seconds)), "--output", str(out), "--nonblocking"],
+                 "--duration", str(int(args.seconds)), "--output", str(out), "--nonblocking",
+                 *(["--idle"] if args.idle else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             mix = traffic.PlacetelMix()
             stats = asyncio.run(
