@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from desk.live.hub import RECONNECT, Board, Hub
 
 
@@ -62,3 +64,82 @@ def test_a_board_too_far_behind_is_told_to_reconnect() -> None:
     assert board.offer("a") and board.offer("b")
     assert not board.offer("c")
     assert board.outbox.get_nowait() is RECONNECT and board.outbox.empty()
+
+
+def _peer_frames(data: bytes) -> list[str]:
+    """The text frames in ``data`` (server frames: unmasked), which must parse whole."""
+    texts = []
+    while data:
+        assert data[0] == 0x81, f"not the start of a text frame: {data[:8]!r}"
+        size, at = data[1] & 0x7F, 2
+        if size == 126:
+            size, at = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, at = int.from_bytes(data[2:10], "big"), 10
+        assert len(data) >= at + size, "a frame was cut short"
+        texts.append(data[at:at + size].decode())
+        data = data[at + size:]
+    return texts
+
+
+def test_updates_written_straight_to_a_full_socket_arrive_whole_and_in_order() -> None:
+    """A real socket pair with a small send buffer: the dispatcher's non-blocking write
+    takes what fits; the rest of that frame, and every later update, go through the outbox
+    and the handler's blocking send, and the peer reads every frame whole, in order."""
+    import socket as stdlib_socket
+    import threading
+
+    from desk.live.frames import Frame, text_frame
+    from desk.live.views import _joined
+
+    ours, theirs = stdlib_socket.socketpair()
+    ours.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+    board = Board(1, "agent", max_queue=50)
+    board.write = lambda data: ours.send(data, stdlib_socket.MSG_DONTWAIT)
+    updates = [f"<u{i}>" + "x" * (i * 3000) + "</u>" for i in range(12)]
+    received = bytearray()
+    first = 0
+    while board.outbox.empty():  # until the buffer fills: the rest of a frame waits
+        assert board.offer(Frame(updates[first]))
+        first += 1
+    assert not board.outbox.empty()
+    theirs.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while chunk := theirs.recv(65536):  # the peer reads: the buffer has room again
+            received.extend(chunk)
+    theirs.setblocking(True)
+    for later in updates[first:]:  # must not overtake what waits
+        assert board.offer(Frame(later))
+
+    def read() -> None:
+        while chunk := theirs.recv(65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with board.lock:  # what the websocket handler does with what waits
+        out, reconnect = _joined(board.take(100))
+        for data in out:
+            ours.sendall(data if isinstance(data, bytes) else text_frame(data))
+    ours.close()
+    reader.join(10)
+    theirs.close()
+    assert not reconnect
+    assert "".join(_peer_frames(bytes(received))) == "".join(updates)
+
+
+def test_while_the_handler_sends_updates_wait_their_turn() -> None:
+    import socket as stdlib_socket
+
+    from desk.live.frames import Frame
+
+    ours, theirs = stdlib_socket.socketpair()
+    board = Board(1, "agent")
+    board.write = lambda data: ours.send(data, stdlib_socket.MSG_DONTWAIT)
+    with board.lock:  # the handler is sending
+        assert board.offer(Frame("<late/>"))
+    assert board.outbox.get_nowait() == "<late/>"
+    assert board.offer(Frame("<now/>"))  # nothing waits and nobody sends: written at once
+    assert board.outbox.empty() and theirs.recv(100) == Frame("<now/>").wire()
+    ours.close()
+    theirs.close()
