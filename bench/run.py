@@ -59,6 +59,7 @@ from bench.fleet import FleetHandle  # noqa: E402
 RESULTS = ROOT / "bench" / "RESULTS.md"
 RAW = ROOT / "bench" / "out" / "results.json"
 CAPACITY_P99_MS = 100.0
+CAPACITY_CPU_ROW = 4000  # boards: the capacity steps go at least this far
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,8 @@ def capacity(plan: Plan, keys: tuple[Path, bytes], out: dict[str, Any]) -> None:
             say(r)
             log(f"  RSS {rss / 2**20:.0f} MiB, {r['per_board'] / 1024:.0f} KiB per board")
             out["capacity"].append(r)
-            if r["p99"] > CAPACITY_P99_MS or r["errors"]:
+            # On to 4,000 boards even past the limit: the CPU-ms per delivery at 4,000.
+            if r["errors"] or (r["p99"] > CAPACITY_P99_MS and n >= CAPACITY_CPU_ROW):
                 break
     finally:
         run.stop()
@@ -437,10 +439,11 @@ def render(out: dict[str, Any]) -> str:
         "frames | resyncs | server CPU | fleet CPU | CPU-ms per delivery | within 100 ms |",
         "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
-    best = 0
+    best, held = 0, True
     for r in out["capacity"]:
         within = r["p99"] <= CAPACITY_P99_MS and not r["errors"]
-        best = r["boards"] if within else best
+        held = held and within  # every step up to this one within the limit
+        best = r["boards"] if held else best
         lines.append(
             f"| {r['boards']} | {r['rss'] / 2**20:.0f} | {r['per_board'] / 1024:.0f} | "
             f"{_ms(r['p50'])} | {_ms(r['p99'])} | {r['errors']} | {_fan(r)} | "
@@ -449,7 +452,10 @@ def render(out: dict[str, Any]) -> str:
         )
     lines += ["", f"Most boards one worker held with webhook p99 ≤ 100 ms: **{best}** "
               f"(largest step tried: {out['capacity'][-1]['boards'] if out['capacity'] else 0}; "
-              "gunicorn's `--worker-connections 5000` caps a worker)."]
+              "gunicorn's `--worker-connections 5000` caps a worker). The steps go on to "
+              f"{CAPACITY_CPU_ROW:,} boards past the limit, for the CPU-ms column; the board "
+              "fleet is one asyncio process, so its CPU is the load generator's share of the "
+              "same 2 cores."]
     if isinstance(out.get("faults"), dict):
         lines += ["", *faults.render(out["faults"])]
     if out["notes"]:
