@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-ROW = re.compile(r'id="call-(\d+)"\s+data-section="[^"]*"\s+data-state="([a-z]+)"[^>]*>'
-                 r'.*?title="Caller">bench([0-9a-z]+)-(\d+)<', re.S)
+ROW = re.compile(r'id="call-(\d+)"(?:\s+data-section="[^"]*")?\s+data-state="([a-z]+)"[^>]*>'
+                 r'.*?title="Caller">bench([0-9a-z]+)-(\d+)<', re.S)  # the desk's and the peer's
 # Another agent's call that ended leaves an agent's board (``desk.live.render._removed``):
 # for that board, the removal is how the call's end shows.
 GONE = re.compile(r'<article id="call-(\d+)" hx-swap-oob="delete">')
