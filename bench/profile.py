@@ -76,6 +76,8 @@ def main() -> None:
                         help="sample waiting too (py-spy --idle): where requests spend wall time")
     parser.add_argument("--rate", type=float, default=None,
                         help="a steady rate instead of 16 closed-loop callers")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="also write py-spy's collapsed stacks here (for a flame graph)")
     args = parser.parse_args()
     spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if not spy:
@@ -120,6 +122,8 @@ def main() -> None:
                   f"{args.seconds:.0f} s" + (f", webhook p50 {lat[len(lat) // 2] * 1000:.1f} ms"
                                              if lat else ""))
             print(summarise(out, args.top))
+            if args.keep is not None:
+                shutil.copyfile(out, args.keep)
     finally:
         if fleet is not None:
             fleet.stop()
