@@ -82,6 +82,23 @@ def test_a_retried_delivery_changes_nothing(ctx: Flask) -> None:
     assert statuses == ["applied", "duplicate"]  # the retry is still logged as received
 
 
+def test_every_delivery_is_filed_under_its_own_call(ctx: Flask) -> None:
+    """The first delivery is filed after its call is created, the later ones and retries
+    by the INSERT itself: each under its own call, with another call's deliveries between."""
+    first, second = deliveries("f1"), deliveries("f2")
+    for (a, at_a), (b, at_b) in zip(first, second, strict=True):
+        apply(a, at_a)
+        apply(b, at_b)
+    retried = apply(*first[1])
+    with db.new_session() as session:
+        ids = dict(session.execute(select(Call.provider_call_id, Call.id)).all())
+        filed = session.execute(select(Delivery.provider_call_id, Delivery.call_id,
+                                       Delivery.status).order_by(Delivery.id)).all()
+    assert retried.status == "duplicate" and retried.call_ids == (ids["f1"],)
+    assert [status for _ref, _call, status in filed] == ["applied"] * 6 + ["duplicate"]
+    assert all(call == ids[ref] for ref, call, _status in filed), filed
+
+
 def test_late_ringing_never_revives_an_ended_call(ctx: Flask) -> None:
     incoming, accepted, hungup = deliveries("c3")
     apply(*hungup)

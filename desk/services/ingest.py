@@ -12,11 +12,13 @@ tested with Hypothesis:
 
 Changed call ids are marked on the session and published to boards only after the commit.
 
-The hot path is a handful of SQLAlchemy Core statements, no ORM unit of work: insert the
-delivery unless its dedupe key is taken (``ON CONFLICT DO NOTHING … RETURNING``), then per
-event one locked read of the call's columns and one INSERT or UPDATE of what ``merge``
-changed, and one UPDATE naming the delivery's call. Provider folds (``Fold``) still get an
-ORM session in the same transaction, for what only some deliveries carry.
+The hot path is a handful of SQLAlchemy Core statements, each built once, no ORM unit of
+work: insert the delivery unless its dedupe key is taken (``ON CONFLICT DO NOTHING …
+RETURNING``), filed under its call by a subquery when the call exists; then per event one
+locked read of the call's columns and one INSERT or UPDATE of what ``merge`` changed; one
+UPDATE naming the delivery's call only when the INSERT could not (a call's first
+delivery). Provider folds (``Fold``) still get an ORM session in the same transaction, for
+what only some deliveries carry.
 
 The log keeps whatever came, also what no parser understood: text fields pass through
 ``storable`` (NUL written as ``\\x00``, which PostgreSQL could not store) and are cut to
@@ -34,6 +36,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     Table,
     bindparam,
     func,
@@ -46,7 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from desk.db import end_reads
+from desk.db import SessionLike, end_reads
 from desk.domain.events import CallEvent, Parsed
 from desk.domain.state import merge
 from desk.live.changes import AGENTS, CALLS, mark_changed
@@ -64,38 +67,42 @@ class IngestResult:
     call_ids: tuple[int, ...]
 
 
-def _agent_match(answered_by: str) -> ColumnElement[bool]:
-    value = answered_by.strip()
-    peer = value.lower().removeprefix("sips:").removeprefix("sip:")
-    matches = [
-        func.lower(User.sip_peer) == peer,
-        User.stringee_user_id == value,
-        User.extension == value,
-    ]
-    if "@" not in peer:
-        matches.append(func.lower(User.sip_peer).like(escape_like(peer) + "@%", escape=LIKE_ESCAPE))
-    return or_(*matches)
-
-
 def find_agent(session: Session, answered_by: str | None) -> User | None:
     """The agent a provider's answering party names: SIP peer (any case, with or without a
     ``sip:`` prefix), the peer's user part alone (mediaservice sends ``agent101`` for
     ``agent101@pbx``), Stringee user id or extension."""
-    if not answered_by:
-        return None
-    return session.scalars(
-        select(User).where(_agent_match(answered_by)).order_by(User.id).limit(1)
-    ).first()
+    found = find_agent_id(session, answered_by)
+    return session.get(User, found) if found is not None else None
 
 
-def find_agent_id(session: Session, answered_by: str | None) -> int | None:
-    """``find_agent``'s user id, read without loading the user."""
+def find_agent_id(session: SessionLike, answered_by: str | None) -> int | None:
+    """``find_agent``'s user id, read without loading the user: one statement built once,
+    as every answer and every hang-up of an unattributed call asks."""
     if not answered_by:
         return None
-    found = session.execute(
-        select(User.id).where(_agent_match(answered_by)).order_by(User.id).limit(1)
-    ).scalar()
+    value = answered_by.strip()
+    peer = value.lower().removeprefix("sips:").removeprefix("sip:")
+    statement = _AGENT_BY_PEER if "@" in peer else _AGENT_BY_PEER_OR_USER_PART
+    found = session.connection().execute(statement, {
+        "b_peer": peer, "b_value": value, "b_user_part": escape_like(peer) + "@%",
+    }).scalar()
     return int(found) if found is not None else None
+
+
+def _agent_by(*extra: ColumnElement[bool]) -> Select[Any]:
+    users = cast(Table, User.__table__)
+    return (select(users.c.id)
+            .where(or_(func.lower(users.c.sip_peer) == bindparam("b_peer"),
+                       users.c.stringee_user_id == bindparam("b_value"),
+                       users.c.extension == bindparam("b_value"), *extra))
+            .order_by(users.c.id).limit(1))
+
+
+# Who the answering party is, for a value with a host part and for one without.
+_AGENT_BY_PEER = _agent_by()
+_AGENT_BY_PEER_OR_USER_PART = _agent_by(
+    func.lower(cast(Table, User.__table__).c.sip_peer)
+    .like(bindparam("b_user_part"), escape=LIKE_ESCAPE))
 
 
 @dataclass
@@ -138,11 +145,16 @@ _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("b_id"))
 _INSERT_DELIVERY = insert(_DELIVERIES)
 _FILE_DELIVERY = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
                   .values(call_id=bindparam("b_call")))
+# A delivery is filed under its call in the INSERT itself when the call exists already (a
+# scalar subquery): no UPDATE afterwards for all but a call's first delivery.
+_CALL_NAMED = _SELECT_CALL_ID.scalar_subquery()
 _INSERT_DELIVERY_UNLESS_TAKEN = {
-    module.__name__.rsplit(".", 1)[-1]: module.insert(_DELIVERIES).on_conflict_do_nothing()
-    .returning(_DELIVERIES.c.id)
+    module.__name__.rsplit(".", 1)[-1]: module.insert(_DELIVERIES).values(call_id=_CALL_NAMED)
+    .on_conflict_do_nothing().returning(_DELIVERIES.c.id, _DELIVERIES.c.call_id)
     for module in (postgresql, sqlite)
 }
+_INSERT_DUPLICATE = (insert(_DELIVERIES).values(call_id=_CALL_NAMED)
+                     .returning(_DELIVERIES.c.call_id))
 
 
 def _load_call(conn: Connection, event: CallEvent) -> CallState:
@@ -175,12 +187,14 @@ def _store_call(conn: Connection, event: CallEvent, before: dict[str, Any],
     return call.id
 
 
-def _insert_unless_taken(conn: Connection, values: Mapping[str, Any]) -> int | None:
-    """Insert a delivery unless its ``applied_key`` is taken; its id, or None when taken."""
+def _insert_unless_taken(conn: Connection, values: Mapping[str, Any],
+                         call: tuple[str, str | None]) -> tuple[int, int | None] | None:
+    """Insert a delivery unless its ``applied_key`` is taken, filed under the ``call``
+    (provider, call reference) if that exists; (its id, the call's id), or None when taken."""
     statement = _INSERT_DELIVERY_UNLESS_TAKEN[
         "postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    found = conn.execute(statement, dict(values)).scalar()
-    return int(found) if found is not None else None
+    found = conn.execute(statement, {**values, "b_provider": call[0], "b_ref": call[1]}).first()
+    return (int(found[0]), found[1]) if found is not None else None
 
 
 def _config() -> Mapping[str, Any]:
@@ -271,16 +285,18 @@ def apply_in(
     """Log the delivery and apply its events in the session's open transaction; the caller
     commits (``ingest``, or ``desk.services.group_commit`` for a batch of deliveries)."""
     conn = session.connection()  # Core, on the session's transaction
-    delivery_id = _insert_unless_taken(conn, _log(
+    first = parsed.events[0] if parsed.events else None
+    inserted = _insert_unless_taken(conn, _log(
         provider, parsed, payload, content_type,
         status="applied", applied_key=f"{provider}:{parsed.dedupe_key}",
-    ))
-    if delivery_id is None:
-        existing = conn.execute(_SELECT_CALL_ID, {
-            "b_provider": provider, "b_ref": parsed.provider_call_id}).scalar()
-        conn.execute(_INSERT_DELIVERY, _log(provider, parsed, payload, content_type,
-                                            status="duplicate", call_id=existing))
+    ), (first.provider, first.provider_call_id) if first else (provider, None))
+    if inserted is None:
+        existing = conn.execute(_INSERT_DUPLICATE, {
+            **_log(provider, parsed, payload, content_type, status="duplicate"),
+            "b_provider": provider, "b_ref": parsed.provider_call_id,
+        }).scalar()
         return IngestResult("duplicate", (existing,) if existing else ())
+    delivery_id, filed = inserted
 
     touched: list[int] = []
     config = _config()
@@ -302,7 +318,7 @@ def apply_in(
     if fold is not None:
         fold(session, logged)
         session.flush()
-    if logged.call_id is not None:
+    if logged.call_id is not None and logged.call_id != filed:
         conn.execute(_FILE_DELIVERY, {"b_id": delivery_id, "b_call": logged.call_id})
     return IngestResult("applied", tuple(touched))
 

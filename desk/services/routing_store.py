@@ -36,7 +36,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, select, update
 
 from desk.db import SessionLike
 from desk.domain.routing import (
@@ -485,16 +485,25 @@ def decide_for_call(
 RINGING_STATES = ("ringing", "dialling")
 
 
-def record_offer(session: SessionLike, call_id: int, agent_ids: Collection[int]) -> None:
+_CALLS = cast(Table, Call.__table__)
+_OFFER = (update(_CALLS).where(_CALLS.c.id == bindparam("b_id"))
+          .values(offered_to=bindparam("b_offered"), version=_CALLS.c.version + 1))
+_OFFER_AND_FACTS = _OFFER.values(provider_facts=bindparam("b_facts"))
+
+
+def record_offer(session: SessionLike, call_id: int, agent_ids: Collection[int],
+                 facts: dict[str, Any] | None = None) -> None:
     """Keep on call ``call_id`` the agents the provider was just told to ring (replacing an
     earlier offer: a provider asking again acts on the newer answer), and mark the call
-    changed so boards re-render it. Writes in the session's transaction; the caller commits.
+    changed so boards re-render it. ``facts``, when given, replace the call's
+    ``provider_facts`` in the same UPDATE. Writes in the session's transaction; the caller
+    commits.
     """
-    session.execute(
-        update(Call).where(Call.id == call_id)
-        .values(offered_to=list(agent_ids), version=Call.version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    values: dict[str, Any] = {"b_id": call_id, "b_offered": list(agent_ids)}
+    if facts is not None:
+        values["b_facts"] = facts
+    session.flush()  # a pending ORM change of the call is written first, as an ORM UPDATE would
+    session.connection().execute(_OFFER if facts is None else _OFFER_AND_FACTS, values)
     mark_changed(session, CALLS, call_id)
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from flask_babel import gettext
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from desk.db import end_reads
@@ -176,6 +176,15 @@ class EndedCall(Protocol):
     answered_at: datetime | None
 
 
+_USERS = cast(Table, User.__table__)
+_START_WRAP_UP = (
+    update(_USERS)
+    .where(_USERS.c.id == bindparam("b_agent"), _USERS.c.presence == "available")
+    .values(presence=WRAP_UP, presence_since=bindparam("b_now"),
+            presence_until=bindparam("b_until"))
+)  # built once: it runs on every hang-up of a talked call
+
+
 def start_wrap_up(session: Session, call: EndedCall, config: Mapping[str, Any]) -> None:
     """In the transaction that ended ``call``: its agent, if available, wraps up for
     ``DESK_WRAP_UP_SECONDS`` (0: never). Only for calls the agent talked on."""
@@ -183,14 +192,9 @@ def start_wrap_up(session: Session, call: EndedCall, config: Mapping[str, Any]) 
     if seconds <= 0 or call.agent_id is None or call.answered_at is None:
         return
     now = utcnow()
-    changed = session.execute(
-        update(User)
-        .where(User.id == call.agent_id, User.presence == "available")
-        .values(presence=WRAP_UP, presence_since=now,
-                presence_until=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(changed, "rowcount", 0):
+    changed = session.connection().execute(_START_WRAP_UP, {
+        "b_agent": call.agent_id, "b_now": now, "b_until": now + timedelta(seconds=seconds)})
+    if changed.rowcount:
         mark_changed(session, AGENTS, call.agent_id)
 
 

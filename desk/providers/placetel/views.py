@@ -38,7 +38,7 @@ import logging
 
 from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from desk.domain.events import BadPayload, Parsed
@@ -115,6 +115,9 @@ def _stored_route(session: Session, call_ids: tuple[int, ...]) -> bytes | None:
     return None
 
 
+_FACTS = select(Call.provider_facts).where(Call.id == bindparam("b_id"))
+
+
 class _Router:
     """The routing answer for an IncomingCall, decided and kept on the call inside the
     delivery's own transaction (a fold): one commit for the call and its answer."""
@@ -140,15 +143,10 @@ class _Router:
         self.body = render_route(decision)
         route = {"xml": self.body.decode(), "action": decision.action,
                  "reason": decision.reason}
-        facts = session.execute(
-            select(Call.provider_facts).where(Call.id == delivery.call_id)
-        ).scalar()
-        session.execute(
-            update(Call).where(Call.id == delivery.call_id)
-            .values(provider_facts={**(facts or {}), "route": route})
-            .execution_options(synchronize_session=False)
-        )
-        record_offer(session, delivery.call_id, decision.offered_to)
+        facts = session.connection().execute(_FACTS, {"b_id": delivery.call_id}).scalar()
+        # the answer and whom it rings, in one UPDATE of the call
+        record_offer(session, delivery.call_id, decision.offered_to,
+                     facts={**(facts or {}), "route": route})
 
     def answer(self, session: Session, result: IngestResult) -> Response:
         body = self.body if self.body is not None else _stored_route(session, result.call_ids)
