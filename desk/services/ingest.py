@@ -235,11 +235,13 @@ def _log(
 
 @dataclass
 class Logged:
-    """The delivery being applied, as a fold sees it: its id in the event log, and the call
-    it is filed under (a fold may set ``call_id``; it is stored before the commit)."""
+    """The delivery being applied, as a fold sees it: its id in the event log, the call it
+    is filed under (a fold may set ``call_id``; it is stored before the commit), and whether
+    this delivery created that call (its ``provider_facts`` are still empty)."""
 
     id: int
     call_id: int | None
+    new_call: bool = False
 
 
 Fold = Callable[[Session, Logged], None]
@@ -299,22 +301,27 @@ def apply_in(
     delivery_id, filed = inserted
 
     touched: list[int] = []
+    created: set[int] = set()
     config = _config()
     for event in parsed.events:
         call = _load_call(conn, event)
+        new = call.id is None
         before = {name: getattr(call, name) for name in _STATE_FIELDS}
         was_live = call.state != "ended"
         merge(call, event)
         if call.agent_id is None and call.answered_by:
             call.agent_id = find_agent_id(session, call.answered_by)
         call.id = _store_call(conn, event, before, call)
+        if new:
+            created.add(call.id)
         if was_live and call.state == "ended":
             start_wrap_up(session, call, config)
         mark_changed(session, CALLS, call.id)
         if call.agent_id:  # the agent's tile shows its current call
             mark_changed(session, AGENTS, call.agent_id)
         touched.append(call.id)
-    logged = Logged(delivery_id, touched[0] if touched else None)
+    logged = Logged(delivery_id, touched[0] if touched else None,
+                    new_call=bool(touched) and touched[0] in created)
     if fold is not None:
         fold(session, logged)
         session.flush()

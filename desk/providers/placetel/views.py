@@ -143,7 +143,8 @@ class _Router:
         self.body = render_route(decision)
         route = {"xml": self.body.decode(), "action": decision.action,
                  "reason": decision.reason}
-        facts = session.connection().execute(_FACTS, {"b_id": delivery.call_id}).scalar()
+        facts = (None if delivery.new_call  # created just now, with no facts yet
+                 else session.connection().execute(_FACTS, {"b_id": delivery.call_id}).scalar())
         # the answer and whom it rings, in one UPDATE of the call
         record_offer(session, delivery.call_id, decision.offered_to,
                      facts={**(facts or {}), "route": route})
