@@ -22,6 +22,7 @@ import pytest
 import requests
 from playwright.sync_api import Frame, Page, expect
 
+from tests.browser import WAIT
 from tests.conftest import PASSWORD
 from tests.servers import BIN, ROOT, LiveServer, desk_env, free_port, prepare
 from tests.teleforge_standin import TeleforgeStandIn
@@ -116,8 +117,9 @@ def test_a_crm_page_embeds_the_desk_dials_and_gets_screen_pops(
     popup = opened.value
     popup.get_by_label("Name").fill("ann")
     popup.get_by_label("Password").fill(PASSWORD)
-    popup.get_by_role("button", name="Log in").click()
-    popup.wait_for_event("close")
+    # Listen before the click: the popup may close before a later wait could start.
+    with popup.expect_event("close", timeout=WAIT):
+        popup.get_by_role("button", name="Log in").click()
     expect(frame.locator("#live-status")).to_have_text("live")
     expect(page.locator("#log li[data-type='ready']").last).to_contain_text('"loggedIn":true')
 

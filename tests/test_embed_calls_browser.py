@@ -184,8 +184,9 @@ def log_in_framed(page: Page, frame: FrameLocator) -> None:
     popup = opened.value
     popup.get_by_label("Name").fill("ann")
     popup.get_by_label("Password").fill(PASSWORD)
-    popup.get_by_role("button", name="Log in").click()
-    popup.wait_for_event("close")
+    # Listen before the click: the popup may close before a later wait could start.
+    with popup.expect_event("close", timeout=WAIT):
+        popup.get_by_role("button", name="Log in").click()
     expect(frame.locator("#live-status")).to_have_text("live", timeout=WAIT)
 
 
