@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from desk import create_app
-from desk.cli import upgrade_database
+from desk.cli import alembic_config
 from desk.extensions import db
 from desk.models import User
 
@@ -41,8 +42,12 @@ def base_config(database_url: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(base_config(f"sqlite:///{tmp_path / 'desk.sqlite3'}"))
-    upgrade_database(app)
+    url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
+    # Migrate before the app exists: the process's live hub, started by an earlier test,
+    # catches up through the current app's engine every second; pointed at a database
+    # being created, its connection made the migration fail with "database is locked".
+    command.upgrade(alembic_config(url), "head")
+    app = create_app(base_config(url))
     yield app
     db.dispose()
 
