@@ -144,6 +144,24 @@ def test_an_incoming_call_accepted_and_hung_up(
     )
 
 
+def test_the_incoming_call_keeps_its_answer_and_whom_it_rang_and_files_every_delivery(
+    app: Flask, client: FlaskClient, caller: int
+) -> None:
+    """The documented IncomingCall creates its call and is answered in one transaction: the
+    answer sent back and the agents it rings are on the call, and each of the call's
+    documented deliveries (the retry too) is filed under it."""
+    routed = post(client, "incoming_call.form")
+    call = call_of(app, INCOMING_ID)
+    assert call.provider_facts["route"]["xml"] == routed.get_data(as_text=True)
+    assert call.offered_to == [caller]
+    post(client, "call_accepted.form")
+    post(client, "incoming_call.form")  # Placetel sends again: a duplicate
+    with app.app_context():
+        filed = db.session.execute(select(Delivery.status, Delivery.call_id)
+                                   .order_by(Delivery.id)).all()
+    assert filed == [("applied", call.id), ("applied", call.id), ("duplicate", call.id)]
+
+
 def test_the_wallboard_counts_only_the_inbound_call_nobody_took_as_missed(
     app: Flask, client: FlaskClient, caller: int
 ) -> None:
