@@ -3,7 +3,16 @@
 gunicorn reads this file by itself when it starts in this folder, where ``app:app`` lives;
 README's production command also names it (``-c gunicorn.conf.py``) for a server started
 from elsewhere with ``--chdir``. The command line keeps the tuning (worker class, workers,
-connections, timeouts): this file only refuses a configuration that would serve wrong boards.
+connections, timeouts): this file refuses a configuration that would serve wrong boards and
+sets the one default that would drop them.
+
+``keepalive`` is also how long gunicorn's gevent worker waits for a connection's *first*
+request line (``gunicorn/workers/base_async.py``: every ``next(parser)`` runs under
+``gevent.Timeout(keepalive)``); past it the socket is closed without a byte. Its default, 2 s,
+dropped boards: a board on a slow link, or the crowd reconnecting after a restart while the
+worker renders the first snapshots, sent its upgrade request a little later than that and got
+an empty reply. 10 s covers both; an idle keep-alive connection costs the worker one
+greenlet for that long. ``--keep-alive`` on the command line overrides it.
 
 More than one worker needs ``DESK_REDIS_URL``: without Redis each worker fans a change out to
 the boards it holds itself, so a board would silently miss every call whose webhooks another
@@ -15,6 +24,8 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+keepalive = 10  # seconds; see above
 
 
 def redis_required(workers: int, redis_url: str | None) -> str | None:

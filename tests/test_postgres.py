@@ -8,7 +8,6 @@ from threading import Barrier
 
 import pytest
 from sqlalchemy import create_engine, func, select
-from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
 from desk.models import Call, Delivery
@@ -102,25 +101,21 @@ def test_a_crowd_of_boards_opening_at_once_all_get_their_snapshot(server: LiveSe
 
     def open_board(index: int) -> str:
         start.wait(timeout=30)
-        for attempt in range(2):
-            try:
-                board = connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=30,
-                                additional_headers={"Cookie": cookies[index % 3]})
-            except ConnectionClosedError as exc:
-                # A connection dropped in the opening handshake (seen once in CI, 300 at
-                # once on a loaded machine): a board reconnects then (static/vendor/ws.js),
-                # once here. A closed board, a bad frame or a pool timeout still fails.
-                if exc.rcvd is not None or attempt:
-                    raise
-                continue
-            with board:
+        try:
+            with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=30,
+                         additional_headers={"Cookie": cookies[index % 3]}) as board:
                 frame = board.recv(timeout=30)
-                assert isinstance(frame, str)
-                return frame
-        raise AssertionError("unreachable")
+        except Exception as exc:  # counted, and reported with the log below
+            return f"failed: {exc!r}"
+        assert isinstance(frame, str)
+        return frame
 
     with ThreadPoolExecutor(max_workers=crowd) as pool:
         snapshots = list(pool.map(open_board, range(crowd)))
+    # A handshake dropped without a reply was gunicorn's 2 s wait for the first request line
+    # (gunicorn.conf.py sets keepalive): 300 client threads on a loaded machine send late.
+    failed = [frame for frame in snapshots if frame.startswith("failed: ")]
+    assert not failed, f"{len(failed)} of {crowd}: {sorted(set(failed))}\n{server.output()}"
     mine = ['id="agents"', 'id="wrap-up-', 'id="calls-mine"']  # sue, ann, bob
     assert [mine[i % 3] in frame for i, frame in enumerate(snapshots)] == [True] * crowd
     log = server.output()

@@ -21,9 +21,11 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,40 @@ def test_one_worker_without_redis_starts(tmp_path: Path) -> None:
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(proc, url, log, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+SLOW_CLIENT = 3.5  # seconds between connecting and sending: past gunicorn's default 2 s
+
+
+@pytest.mark.parametrize("options", [["-c", "gunicorn.conf.py"], []])
+def test_a_board_whose_upgrade_request_comes_late_is_still_served(
+    tmp_path: Path, options: list[str],
+) -> None:
+    """gunicorn's gevent worker waits ``keepalive`` seconds for a connection's first request
+    and then closes it without a byte; at its default (2 s) a board on a slow link, or one of
+    the crowd reconnecting after a restart, got an empty reply (CI saw it as "did not receive
+    a valid HTTP response"). gunicorn.conf.py sets 10 s, named or read from the folder."""
+    env = desk_settings(tmp_path)
+    run([str(BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=ROOT, env=env)
+    args = gunicorn_args(*options, "-w", "1")
+    host, port = args[args.index("-b") + 1].split(":")
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(proc, f"http://{host}:{port}", log, timeout=60)
+        with socket.create_connection((host, int(port)), timeout=30) as board:
+            time.sleep(SLOW_CLIENT)  # the slow link: connected, request not yet sent
+            board.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            reply = board.recv(200)
+        assert reply.startswith(b"HTTP/1.1 101"), (reply, tail(log))
     finally:
         proc.terminate()
         proc.wait(timeout=15)
