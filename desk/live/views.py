@@ -132,6 +132,20 @@ def ws(socket: Any) -> None:
         db.session.remove()
 
 
+def _open(board: Board, socket: Any, send: Callable[[str | bytes], None], user: Any) -> None:
+    """Send ``board`` its snapshot, then let the hub write updates straight to its socket.
+
+    A function of its own so that the snapshot (the whole board, tens of KiB with a busy
+    desk) is freed once sent, not held by the handler's frame for as long as the board is
+    open: kept, it was most of a board's memory.
+    """
+    with db.consistent_read() as session:  # one moment: no call listed twice
+        snapshot = render_snapshot(session, user)
+    with board.lock:
+        send(snapshot)
+        board.write = _writer(socket)  # from now on the hub may write updates itself
+
+
 def _serve(socket: Any) -> None:
     if not current_user.is_authenticated:
         socket.close(reason=1008, message="Log in first.")
@@ -150,12 +164,9 @@ def _serve(socket: Any) -> None:
     db.session.remove()
     hub.register(board)  # before the snapshot, so nothing committed after it is missed
     try:
-        with db.consistent_read() as session:  # one moment: no call listed twice
-            snapshot = render_snapshot(session, user)
         send = _sender(socket)
-        with board.lock:
-            send(snapshot)
-            board.write = _writer(socket)  # from now on the hub may write updates itself
+        _open(board, socket, send, user)
+        del user  # the handler lives as long as the board: it keeps only what it needs
         while socket.connected:
             if not board.outbox.ready.wait(POLL):
                 continue
