@@ -115,10 +115,12 @@ def register_blueprints(app: Flask) -> None:
 
 def register_live(app: Flask) -> None:
     from desk.extensions import hub
+    from desk.live.reader import use_loop_readers
     from desk.live.render import render_status, render_tick, render_voices
     from desk.live.views import bp as live_bp
 
     app.register_blueprint(live_bp)
+    use_loop_readers(app.config["SOCK_SERVER_OPTIONS"])
     from sqlalchemy.engine import Engine
 
     from desk.extensions import db

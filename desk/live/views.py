@@ -27,6 +27,7 @@ from desk.extensions import db, hub, sock
 from desk.i18n import voice_of
 from desk.live.frames import Frame, text_frame
 from desk.live.hub import RECONNECT, Board, Rest, Writer
+from desk.live.reader import LoopReader
 from desk.live.render import render_snapshot
 
 bp = Blueprint("live", __name__)
@@ -129,6 +130,9 @@ def ws(socket: Any) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
             socket.close(reason=1011, message="The desk hit an error; reconnecting.")
     finally:
+        reader = getattr(socket, "thread", None)
+        if isinstance(reader, LoopReader):
+            reader.stop()  # before gunicorn closes the socket it watches
         db.session.remove()
 
 
@@ -158,6 +162,9 @@ def _serve(socket: Any) -> None:
         user_id=user.id, role=user.role, max_queue=current_app.config["DESK_BOARD_QUEUE"],
         voice=voice_of(),
     )
+    reader = getattr(socket, "thread", None)
+    if isinstance(reader, LoopReader):
+        reader.board = board  # its pings go out between frames
     # The log-in lookup's connection goes back before the snapshot takes its own: a board
     # holding one while waiting for another starves the pool when many open at once (every
     # board reconnects after a restart), until each waits out the pool's timeout.
