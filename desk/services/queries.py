@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.elements import ColumnElement
 
 from desk.models import LIVE_STATES, Alert, Call, User
@@ -63,15 +64,30 @@ def people(session: Session, ids: Iterable[int] | None = None) -> Sequence[User]
 
 
 def current_calls(session: Session, agent_ids: Iterable[int] | None = None) -> dict[int, Call]:
-    """Each agent's current live call (the newest), keyed by agent id."""
-    query = select(Call).where(Call.state.in_(LIVE_STATES), Call.agent_id.is_not(None))
+    """Each agent's current live call (the newest), keyed by agent id.
+
+    The agents' live calls are scanned as bare ``(agent, id)`` rows and only the newest of
+    each is loaded as a ``Call``: an agent may hold many live calls (a queue, or calls
+    whose end never came), and every board push asks for the agents it names. Calls the
+    session already holds (those a push has just loaded) come from its identity map.
+    """
+    query = select(Call.agent_id, Call.id).where(Call.state.in_(LIVE_STATES),
+                                                 Call.agent_id.is_not(None))
     if agent_ids is not None:
         query = query.where(Call.agent_id.in_(list(agent_ids)))
-    result: dict[int, Call] = {}
-    for call in session.scalars(query.order_by(Call.started_at)).unique():
-        if call.agent_id is not None:  # always, by the query; this tells the type checker
-            result[call.agent_id] = call  # newest wins
-    return result
+    newest: dict[int, int] = {}
+    for agent_id, call_id in session.execute(query.order_by(Call.started_at, Call.id)):
+        if agent_id is not None:  # always, by the query; this tells the type checker
+            newest[agent_id] = call_id  # newest wins
+    held: dict[int, Call] = {}
+    for call_id in newest.values():
+        call = session.identity_map.get(identity_key(Call, call_id))
+        if isinstance(call, Call):
+            held[call_id] = call
+    missing = [call_id for call_id in newest.values() if call_id not in held]
+    held.update((call.id, call) for call in calls_by_id(session, missing))
+    return {agent_id: held[call_id] for agent_id, call_id in newest.items()
+            if call_id in held}  # (a call deleted in between is left out)
 
 
 def state_counts(session: Session) -> dict[str, int]:
