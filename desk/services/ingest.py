@@ -59,6 +59,9 @@ from desk.services.wrapup import start_wrap_up
 
 _ATTEMPTS = 4
 _BUSY_ATTEMPTS = 2
+# PostgreSQL's "deadlock detected" and "could not serialize": this transaction lost to a
+# concurrent one, which goes on; starting over then succeeds, like after IntegrityError.
+_LOST_RACE = frozenset({"40P01", "40001"})
 
 
 @dataclass(frozen=True)
@@ -255,10 +258,12 @@ def ingest(
 ) -> IngestResult:
     """Log the delivery and, unless it is a duplicate, apply its events; one transaction.
 
-    Another process creating the same call (IntegrityError) is tried again up to
-    ``_ATTEMPTS`` times; a busy or unreachable database (OperationalError) once more only:
-    SQLite has already waited its busy timeout (10 s) each time, and the request must be
-    answered (503, send again) before gunicorn's 30 s worker timeout kills the worker."""
+    Another process creating the same call (IntegrityError), or holding what this one
+    waits for while waiting for what this one holds (PostgreSQL's deadlock detected: two
+    workers' group commits, each with deliveries of one call), is tried again up to
+    ``_ATTEMPTS`` times; a busy or unreachable database (any other OperationalError) once
+    more only: SQLite has already waited its busy timeout (10 s) each time, and the request
+    must be answered (503, send again) before gunicorn's 30 s worker timeout kills it."""
     busy = 0
     for attempt in range(_ATTEMPTS):
         try:
@@ -266,10 +271,16 @@ def ingest(
         except (IntegrityError, OperationalError) as exc:
             # Start over; the dedupe key makes the retry safe.
             session.rollback()
-            busy += isinstance(exc, OperationalError)
+            busy += isinstance(exc, OperationalError) and not lost_race(exc)
             if attempt == _ATTEMPTS - 1 or busy == _BUSY_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+def lost_race(exc: Exception) -> bool:
+    """Whether ``exc`` is PostgreSQL aborting this transaction for a concurrent one's sake
+    (deadlock, serialization failure): worth starting over at once."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _LOST_RACE
 
 
 def _ingest_once(
