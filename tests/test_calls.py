@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from desk.domain.state import STATE_RANK
 from desk.extensions import db
@@ -97,6 +97,27 @@ def test_every_delivery_is_filed_under_its_own_call(ctx: Flask) -> None:
     assert retried.status == "duplicate" and retried.call_ids == (ids["f1"],)
     assert [status for _ref, _call, status in filed] == ["applied"] * 6 + ["duplicate"]
     assert all(call == ids[ref] for ref, call, _status in filed), filed
+
+
+def test_a_new_call_is_looked_up_once_by_its_first_delivery(ctx: Flask) -> None:
+    """The delivery's INSERT already looks its call up (to file itself under it); a call it
+    found missing is not read again before it is created. Later deliveries read it, locked."""
+    lookups: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "provider_call_id" in statement:
+            lookups.append(statement)
+
+    first, second, _third = deliveries("once")
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        apply(*first)
+        assert lookups == []
+        apply(*second)
+        assert len(lookups) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert row("once")["state"] == "talking"
 
 
 def test_late_ringing_never_revives_an_ended_call(ctx: Flask) -> None:

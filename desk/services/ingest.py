@@ -160,10 +160,15 @@ _INSERT_DUPLICATE = (insert(_DELIVERIES).values(call_id=_CALL_NAMED)
                      .returning(_DELIVERIES.c.call_id))
 
 
-def _load_call(conn: Connection, event: CallEvent) -> CallState:
+def _load_call(conn: Connection, event: CallEvent, absent: bool = False) -> CallState:
     """The call's columns, locked (PostgreSQL) until the commit; a blank state for a call
-    not seen yet (``merge`` decides it from the event, as for any other event)."""
-    row = conn.execute(
+    not seen yet (``merge`` decides it from the event, as for any other event).
+
+    ``absent``: the delivery's own INSERT has just looked the call up and found none, so
+    it is not read again. A concurrent creator then makes the INSERT of the call fail with
+    IntegrityError, as after a read that found nothing (``_store_call``).
+    """
+    row = None if absent else conn.execute(
         _SELECT_CALL, {"b_provider": event.provider, "b_ref": event.provider_call_id}
     ).first()
     if row is None:
@@ -314,8 +319,9 @@ def apply_in(
     touched: list[int] = []
     created: set[int] = set()
     config = _config()
-    for event in parsed.events:
-        call = _load_call(conn, event)
+    for index, event in enumerate(parsed.events):
+        # The first event's call was looked up by the delivery's INSERT (``filed``).
+        call = _load_call(conn, event, absent=index == 0 and filed is None)
         new = call.id is None
         before = {name: getattr(call, name) for name in _STATE_FIELDS}
         was_live = call.state != "ended"
