@@ -20,6 +20,7 @@ of a snapshot that was still being sent, and two greenlets could wait on one soc
 
 from __future__ import annotations
 
+import contextlib
 import socket as stdlib_socket
 from collections.abc import Callable
 from typing import Any
@@ -140,10 +141,13 @@ class LoopReader:
         ws.sock.send(ws.ws.send(Ping()))
 
     def _end(self) -> None:
-        """As simple-websocket's thread ends: the board is gone, its handler wakes."""
+        """As simple-websocket's thread ends: the board is gone, its handler wakes, and the
+        socket is closed, so a handler still waiting to write to it stops waiting."""
         self.ws.connected = False
         self.ws.event.set()
         self.stop()
+        with contextlib.suppress(OSError):
+            self.ws.sock.close()
 
 
 def use_loop_readers(options: dict[str, Any]) -> None:
