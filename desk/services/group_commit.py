@@ -125,6 +125,7 @@ class GroupCommit:
         with self.database.new_session() as session:
             session.begin()
             try:
+                ingest_service.lock_calls(session.connection(), [job.parsed for job in batch])
                 results = [
                     ingest_service.apply_in(session, job.provider, job.parsed, job.payload,
                                             job.content_type, job.fold)

@@ -27,7 +27,8 @@ their columns' sizes, so recording a rejected delivery cannot itself fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -43,6 +44,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -288,11 +290,40 @@ def lost_race(exc: Exception) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _LOST_RACE
 
 
+_LOCK_CALLS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
+def call_lock_key(provider: str, provider_call_id: str) -> int:
+    """The advisory lock key of one call: 64 bits of a hash of what names it."""
+    digest = hashlib.blake2b(f"{provider}\0{provider_call_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_calls(conn: Connection, deliveries: Iterable[Parsed]) -> None:
+    """PostgreSQL: take, first thing in the transaction and in one statement, the
+    transaction-scoped advisory lock of every call these deliveries name, in one order
+    for every transaction (their keys, sorted).
+
+    Two workers' group commits each holding deliveries of the same calls took the calls'
+    row locks in their own delivery order, so each could hold a call the other waited for:
+    PostgreSQL found the deadlock after ``deadlock_timeout`` (1 s) and aborted one, which
+    started over (``ingest``). With these locks a transaction waits for another's calls
+    before it holds any, and calls not created yet are covered too. SQLite has one writer.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted({call_lock_key(event.provider, event.provider_call_id)
+                   for parsed in deliveries for event in parsed.events})
+    if keys:  # unnest keeps the array's order: the locks are taken in it
+        conn.execute(_LOCK_CALLS, {"keys": keys})
+
+
 def _ingest_once(
     session: Session, provider: str, parsed: Parsed, payload: str, content_type: str | None,
     fold: Fold | None,
 ) -> IngestResult:
     with session.begin():
+        lock_calls(session.connection(), [parsed])
         return apply_in(session, provider, parsed, payload, content_type, fold)
 
 
