@@ -2,8 +2,9 @@
 
 Models live in ``desk.models``; services (``desk.services``) own transactions. This module
 only builds the engine for ``DESK_DATABASE_URL`` (SQLite gets WAL, a busy timeout and real
-SAVEPOINTs; PostgreSQL works as is) and wires the session so that whatever a transaction
-marked as changed (``desk.live.changes``) is numbered in the same transaction
+SAVEPOINTs; PostgreSQL's pool hands out only connections the server still holds) and
+wires the session so that whatever a transaction marked as changed (``desk.live.changes``)
+is numbered in the same transaction
 (``desk.live.sequence``) and handed to the live hub *after* the commit succeeds — a browser
 never sees a state that was rolled back, and no committed change depends on this process
 living long enough to publish it.
